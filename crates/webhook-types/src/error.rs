@@ -114,14 +114,14 @@ impl ParseError {
 /// A missing field is reported by serde at its parent's path; append the
 /// field's own name so the caller learns exactly what to add.
 fn missing_field_path(path: &str, message: &str) -> Option<String> {
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        if let Some(name) = rest.strip_suffix('`') {
-            return Some(if path == "." {
-                name.to_owned()
-            } else {
-                format!("{path}.{name}")
-            });
-        }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some(name) = rest.strip_suffix('`')
+    {
+        return Some(if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        });
     }
     (path != ".").then(|| path.to_owned())
 }

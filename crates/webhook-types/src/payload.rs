@@ -412,13 +412,13 @@ impl Validate for WebhookPayload {
         if self.sequence == Some(0) {
             return Err(ParseError::invalid("sequence", "sequence starts at 1"));
         }
-        if let (Some(done), Some(total)) = (self.clips_completed, self.total_clips) {
-            if done > total {
-                return Err(ParseError::invalid(
-                    "clips_completed",
-                    format!("clips_completed ({done}) exceeds total_clips ({total})"),
-                ));
-            }
+        if let (Some(done), Some(total)) = (self.clips_completed, self.total_clips)
+            && done > total
+        {
+            return Err(ParseError::invalid(
+                "clips_completed",
+                format!("clips_completed ({done}) exceeds total_clips ({total})"),
+            ));
         }
         if let Some(output) = &self.output {
             validate_output(output, "output")?;
