@@ -1,0 +1,306 @@
+//! The command line: sub-commands and their flags, each also read from the
+//! environment variable named beside it (a flag given on the command line
+//! wins). `--help` is generated from the `///` lines below.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use signing::SecretSet;
+
+use crate::backoff::{DEFAULT_SCHEDULE, RetrySchedule};
+use crate::policy::{AllowRule, CallbackPolicy};
+use crate::store::DeliveryStatus;
+
+/// clipping-worker: turns long videos into short clips and reports each job's
+/// progress to its callback URL with signed, retried, per-job ordered
+/// webhooks.
+#[derive(Debug, Parser)]
+#[command(name = "clipping-worker", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service, the job pipeline and the webhook sender.
+    Serve(ServeConfig),
+    /// Submit a job to a running worker and print its JSON answer.
+    Submit(SubmitArgs),
+    /// A local webhook receiver for development: accepts POST on any path,
+    /// verifies each delivery's signature and prints it as one JSON line;
+    /// answers 200, or 401 on a bad signature.
+    Listen(ListenArgs),
+    /// Inspect or act on the webhook delivery ledger in the worker's store.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+/// Which pipeline engine does the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// Pretends to process videos: each stage sleeps `--sim-stage-ms` and the
+    /// output is made up. For demos, tests and load tests only; it never
+    /// fetches the video. A `sim://…?fail_at=<stage>` video URL makes it fail
+    /// at that stage.
+    Simulated,
+}
+
+/// A bearer token whose `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// The token, for comparing and sending; the only way to read it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ApiToken {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err("the API token must not be empty".to_owned());
+        }
+        Ok(ApiToken(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn parse_secrets(s: &str) -> Result<SecretSet, String> {
+    SecretSet::parse_list(s).map_err(|e| e.to_string())
+}
+
+/// Configuration of `clipping-worker serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "WORKER_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded store (SQLite) and local media.
+    #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
+    pub data_dir: PathBuf,
+
+    /// One or more `whsec_…` secrets, comma-separated; every one signs each
+    /// webhook (key rotation). Without it webhooks are sent unsigned, with a
+    /// warning at start.
+    #[arg(long, env = "WEBHOOK_SECRET", value_parser = parse_secrets, hide_env_values = true)]
+    pub webhook_secret: Option<SecretSet>,
+
+    /// Which pipeline engine does the work. `simulated` is for demos, tests
+    /// and load tests: it fetches nothing and makes up its output.
+    #[arg(long, env = "WORKER_ENGINE", value_enum, default_value = "simulated")]
+    pub engine: EngineKind,
+
+    /// Jobs processed at once; the rest wait, queued.
+    #[arg(long, env = "WORKER_MAX_CONCURRENT_JOBS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_jobs: u32,
+
+    /// At most one `job.progress` per job per interval, in milliseconds,
+    /// unless the status changed; 0 sends every progress event.
+    #[arg(long, env = "WORKER_PROGRESS_INTERVAL_MS", default_value_t = 1000)]
+    pub progress_interval_ms: u64,
+
+    /// Hosts, `*.suffix` patterns or CIDRs that callback URLs may point at
+    /// even when they resolve to loopback or private addresses;
+    /// comma-separated.
+    #[arg(long, env = "WORKER_CALLBACK_ALLOW", value_delimiter = ',')]
+    pub callback_allow: Vec<AllowRule>,
+
+    /// Allow loopback and private addresses for every callback (development).
+    /// Link-local, metadata, multicast and unspecified addresses stay refused.
+    #[arg(long, env = "WORKER_ALLOW_PRIVATE_CALLBACKS")]
+    pub allow_private_callbacks: bool,
+
+    /// When set, job submission, redelivery and the delivery ledger need
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "WORKER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<ApiToken>,
+
+    /// Simulated engine only: how long each stage takes, in milliseconds.
+    #[arg(long, env = "WORKER_SIM_STAGE_MS", default_value_t = 300)]
+    pub sim_stage_ms: u64,
+
+    /// Base delays before each delivery attempt, comma-separated (`0`, `50ms`,
+    /// `5s`, `2m`, `1h`); its length is the number of attempts. Each delay is
+    /// drawn at random between zero and its base (full jitter).
+    #[arg(long, env = "WORKER_RETRY_SCHEDULE", default_value = DEFAULT_SCHEDULE)]
+    pub retry_schedule: RetrySchedule,
+
+    /// Most webhook requests in flight at once, across all jobs.
+    #[arg(long, env = "WORKER_MAX_IN_FLIGHT_DELIVERIES", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_deliveries: u32,
+
+    /// Timeout of one webhook request, in milliseconds (the contract's 10 s).
+    #[arg(
+        long,
+        env = "WORKER_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub webhook_timeout_ms: u64,
+
+    /// On shutdown, how long in-flight webhook attempts may take to finish,
+    /// in milliseconds; what is left stays in the store for the next start.
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl ServeConfig {
+    /// The defaults of every flag, with the store in `data_dir` and listening
+    /// on a free loopback port: the starting point of tests and benchmarks.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:0".parse().expect("a valid address"),
+            data_dir: data_dir.into(),
+            webhook_secret: None,
+            engine: EngineKind::Simulated,
+            max_concurrent_jobs: 2,
+            progress_interval_ms: 1000,
+            callback_allow: Vec::new(),
+            allow_private_callbacks: false,
+            api_token: None,
+            sim_stage_ms: 300,
+            retry_schedule: RetrySchedule::default(),
+            max_in_flight_deliveries: 256,
+            webhook_timeout_ms: 10_000,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+
+    /// The callback policy these flags describe.
+    pub fn policy(&self) -> CallbackPolicy {
+        CallbackPolicy {
+            allow_private: self.allow_private_callbacks,
+            allow: self.callback_allow.clone(),
+        }
+    }
+
+    /// The progress throttle interval.
+    pub fn progress_interval(&self) -> Duration {
+        Duration::from_millis(self.progress_interval_ms)
+    }
+}
+
+/// Arguments of `clipping-worker submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The video to clip (http(s); `sim://…` for the simulated engine).
+    #[arg(long)]
+    pub video_url: String,
+    /// Where the job's webhooks go.
+    #[arg(long)]
+    pub callback_url: Option<String>,
+    /// How many clips to make, 1 to 20.
+    #[arg(long)]
+    pub max_clips: Option<u32>,
+    /// Your own id of the job; submitting it again returns the same job.
+    #[arg(long)]
+    pub external_job_id: Option<String>,
+    /// The user you act for; echoed in every webhook.
+    #[arg(long)]
+    pub owner_user_id: Option<String>,
+    /// The worker to submit to.
+    #[arg(
+        long,
+        env = "CLIPPING_WORKER_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub worker_url: String,
+    /// Bearer token, when the worker was started with `--api-token`.
+    #[arg(long, env = "WORKER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<ApiToken>,
+}
+
+/// Arguments of `clipping-worker listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// The `whsec_…` secret(s) to verify with, comma-separated.
+    #[arg(long, env = "WEBHOOK_SECRET", value_parser = parse_secrets, hide_env_values = true)]
+    pub secret: SecretSet,
+}
+
+/// `clipping-worker webhooks …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List deliveries from the worker's store, oldest first.
+    List(ListArgs),
+    /// Queue a delivery again (a running worker on the same store picks it
+    /// up within a second; otherwise it goes out at the next start).
+    Redeliver(RedeliverArgs),
+}
+
+/// Arguments of `webhooks list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only deliveries in this state: pending, delivered, failed or
+    /// superseded.
+    #[arg(long)]
+    pub status: Option<DeliveryStatus>,
+    /// Only this job's deliveries.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Directory of the worker's store.
+    #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
+    pub data_dir: PathBuf,
+}
+
+/// Arguments of `webhooks redeliver`.
+#[derive(Debug, Args)]
+pub struct RedeliverArgs {
+    /// The delivery (its `msg_…` webhook id).
+    pub delivery_id: String,
+    /// Directory of the worker's store.
+    #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
+    pub data_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let cfg = Cli::try_parse_from([
+            "clipping-worker",
+            "serve",
+            "--api-token",
+            "tok-very-secret",
+            "--webhook-secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ])
+        .unwrap();
+        let text = format!("{cfg:?}");
+        assert!(!text.contains("tok-very-secret"), "{text}");
+        assert!(!text.contains("MfKQ9r8G"), "{text}");
+        assert!(text.contains("[redacted]"));
+    }
+}

@@ -1,0 +1,343 @@
+//! The HTTP surface: routes, handlers and the extractors that keep every
+//! answer, including refusals, in the contract's error shape.
+//!
+//! Handlers are thin: they parse, check and call into the store, the queue
+//! and the sender.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use subtle::ConstantTimeEq as _;
+use tower_http::trace::TraceLayer;
+use url::Url;
+use webhook_types::{ClippingJobRequest, JobAccepted, Validate, parse_json};
+
+use crate::config::ApiToken;
+use crate::error::ApiError;
+use crate::jobs::JobQueue;
+use crate::pipeline::Engine;
+use crate::policy::CallbackPolicy;
+use crate::sender::{Outbox, QueuedDelivery};
+use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, Inserted, Store};
+
+/// The largest request body accepted (1 MiB); larger is a 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Where accepted jobs go.
+    pub queue: JobQueue,
+    /// Where redeliveries go.
+    pub outbox: Outbox,
+    /// The engine, which decides which video URLs it takes.
+    pub engine: Arc<dyn Engine>,
+    /// The callback policy, applied at submission.
+    pub policy: Arc<CallbackPolicy>,
+    /// When set, mutating and ledger routes need it as a bearer token.
+    pub api_token: Option<ApiToken>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// The routes of contract §1.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ai-clipping/jobs", post(submit_job))
+        .route("/ai-clipping/jobs/{job_id}", get(get_job))
+        .route("/ai-clipping/jobs/{job_id}/webhooks", get(job_webhooks))
+        .route(
+            "/ai-clipping/webhooks/{delivery_id}/redeliver",
+            post(redeliver),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async { ApiError::NoRoute(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async { ApiError::NoRoute(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A JSON body parsed with [`parse_json`]: 400 for malformed JSON, 422 with
+/// the field for a bad value, 413 over [`MAX_BODY_BYTES`].
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        // Refuse early on a declared length; the read below enforces the
+        // limit for bodies that do not declare one.
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            && len > MAX_BODY_BYTES
+        {
+            return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+        }
+        let bytes = read_body(req.into_body()).await?;
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+                }
+                source = s.source();
+            }
+            Err(ApiError::Parse(webhook_types::ParseError::syntax(format!(
+                "failed to read the body: {e}"
+            ))))
+        }
+    }
+}
+
+/// Proof that the request carried the configured bearer token (or that none
+/// is configured). A missing or wrong token is a 401, never a pass.
+#[derive(Debug)]
+pub struct Authorized;
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = &state.api_token else {
+            return Ok(Authorized);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        if bool::from(given.trim().as_bytes().ct_eq(expected.expose().as_bytes())) {
+            Ok(Authorized)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// A path id; a malformed one is simply not found.
+#[derive(Debug)]
+pub struct IdPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| IdPath(id))
+            .map_err(|_| ApiError::NotFound("resource"))
+    }
+}
+
+async fn submit_job(
+    _auth: Authorized,
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<ClippingJobRequest>,
+) -> Result<Response, ApiError> {
+    let video_url = Url::parse(&request.video_url).map_err(|e| ApiError::Invalid {
+        field: "video_url",
+        message: format!("not a URL ({e})"),
+    })?;
+    state
+        .engine
+        .check_video_url(&video_url)
+        .map_err(|message| ApiError::Invalid {
+            field: "video_url",
+            message,
+        })?;
+    if let Some(callback) = &request.callback_url {
+        let url = Url::parse(callback).map_err(|e| ApiError::Invalid {
+            field: "callback_url",
+            message: format!("not a URL ({e})"),
+        })?;
+        state.policy.check_url(&url).await?;
+    }
+    let job_id = request
+        .job_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let (job, created) = match state.store.insert_job(&job_id, &request).await? {
+        Inserted::Created(job) => (job, true),
+        Inserted::Existing(job) => (job, false),
+    };
+    if created {
+        metrics::counter!("worker_jobs_accepted_total").increment(1);
+        tracing::info!(job_id = %job.job_id, external_job_id = ?job.external_job_id, "job accepted");
+        state.queue.push(job.job_id.clone());
+    } else {
+        tracing::info!(job_id = %job.job_id, "repeated submission; answering with the existing job");
+    }
+    let location = format!("/ai-clipping/jobs/{}", job.job_id);
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(JobAccepted {
+            job_id: job.job_id.clone(),
+            status: job.state,
+        }),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+async fn get_job(
+    State(state): State<AppState>,
+    IdPath(job_id): IdPath,
+) -> Result<Response, ApiError> {
+    let job = state
+        .store
+        .get_job(&job_id)
+        .await?
+        .ok_or(ApiError::NotFound("job"))?;
+    Ok(Json(job.view()).into_response())
+}
+
+/// A delivery with its attempts, as the ledger endpoints show it.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    /// The delivery's id, also its `webhook-id`.
+    pub delivery_id: String,
+    /// The job.
+    pub job_id: String,
+    /// The event's sequence.
+    pub sequence: u64,
+    /// The event.
+    pub event: webhook_types::Event,
+    /// pending, delivered, failed or superseded.
+    pub status: crate::store::DeliveryStatus,
+    /// The callback URL.
+    pub url: String,
+    /// Attempts so far.
+    pub attempt_count: u32,
+    /// When the next attempt is due, while pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<webhook_types::Timestamp>,
+    /// The last attempt's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the event was emitted.
+    pub created_at: webhook_types::Timestamp,
+    /// Last change.
+    pub updated_at: webhook_types::Timestamp,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptRow>,
+}
+
+impl DeliveryView {
+    /// Combines a row and its attempts.
+    pub fn new(d: DeliveryRow, attempts: Vec<AttemptRow>) -> Self {
+        use crate::clock::timestamp_from_ms;
+        DeliveryView {
+            next_attempt_at: (d.status == crate::store::DeliveryStatus::Pending)
+                .then(|| timestamp_from_ms(d.next_attempt_at)),
+            delivery_id: d.delivery_id,
+            job_id: d.job_id,
+            sequence: d.sequence,
+            event: d.event,
+            status: d.status,
+            url: d.url,
+            attempt_count: d.attempt_count,
+            last_error: d.last_error,
+            created_at: timestamp_from_ms(d.created_at),
+            updated_at: timestamp_from_ms(d.updated_at),
+            attempts,
+        }
+    }
+}
+
+async fn job_webhooks(
+    _auth: Authorized,
+    State(state): State<AppState>,
+    IdPath(job_id): IdPath,
+) -> Result<Response, ApiError> {
+    state
+        .store
+        .get_job(&job_id)
+        .await?
+        .ok_or(ApiError::NotFound("job"))?;
+    let rows = state
+        .store
+        .list_deliveries(&DeliveryFilter {
+            job_id: Some(job_id.clone()),
+            ..DeliveryFilter::default()
+        })
+        .await?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let attempts = state.store.attempts(&row.delivery_id).await?;
+        deliveries.push(DeliveryView::new(row, attempts));
+    }
+    Ok(Json(serde_json::json!({ "job_id": job_id, "deliveries": deliveries })).into_response())
+}
+
+async fn redeliver(
+    _auth: Authorized,
+    State(state): State<AppState>,
+    IdPath(delivery_id): IdPath,
+) -> Result<Response, ApiError> {
+    let row = state
+        .store
+        .requeue_delivery(&delivery_id, false)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
+    tracing::info!(%delivery_id, "redelivery requested");
+    state.outbox.enqueue(QueuedDelivery::from_row(row, true));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "delivery_id": delivery_id, "status": "pending" })),
+    )
+        .into_response())
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.store.ping().await.map_err(ApiError::Unavailable)?;
+    Ok(Json(serde_json::json!({ "status": "ready" })))
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,622 @@
+//! The webhook sender: delivers the outbox, in order per job, with retries.
+//!
+//! Shape:
+//! - Every job with something to deliver has one *lane*: a task that owns
+//!   the job's queue of deliveries ordered by `sequence` and works only on
+//!   its head. A later event therefore never leaves while an earlier one is
+//!   being retried, and a job whose callback is dead or hanging holds up
+//!   only itself. A lane ends when its queue is empty.
+//! - Lanes of different jobs run concurrently; a semaphore bounds the HTTP
+//!   requests in flight across all of them (`--max-in-flight-deliveries`).
+//!   A lane waiting out a backoff holds no permit.
+//! - A `job.progress` at the head of a lane with a newer event behind it has
+//!   been overtaken: it is marked `superseded` and never sent (or never sent
+//!   again). Started, completed and failed are never dropped.
+//! - The outcome of each attempt goes to the *ledger writer*, which commits
+//!   them in batches: one transaction for all outcomes that arrived while the
+//!   previous one committed. An outcome lost in a crash only means the
+//!   delivery is sent again after the restart (at least once, as promised),
+//!   and the commit is off the delivery path, which keeps latency low.
+//!
+//! Rows reach the sender three ways: from the reporter right after its
+//! commit, from the store at start (every pending row, due at once), and from
+//! redelivery (the HTTP endpoint directly, the CLI through a flag the sweep
+//! reads every second).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use rand::SeedableRng as _;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SecretSet};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+use webhook_types::Event;
+
+use crate::backoff::{RetrySchedule, parse_retry_after};
+use crate::clock::{now_ms, now_unix};
+use crate::policy::{CallbackPolicy, PolicyResolver};
+use crate::store::{DeliveryRow, DeliveryStatus, LedgerOp, NewDelivery, Store};
+
+/// The `User-Agent` of every webhook request.
+pub const USER_AGENT: &str = concat!("clipping-worker/", env!("CARGO_PKG_VERSION"));
+
+/// The event-name header.
+pub const HEADER_EVENT: &str = "X-Webhook-Event";
+
+/// How much of a receiver's answer body is read (and thrown away) so that
+/// the connection can be reused; a longer body costs the connection instead.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How often the store is checked for deliveries that `webhooks redeliver`
+/// flagged.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The sender's settings.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Signing secrets; none sends unsigned.
+    pub secrets: Option<SecretSet>,
+    /// Base delays before each attempt.
+    pub schedule: RetrySchedule,
+    /// Where callbacks may go.
+    pub policy: Arc<CallbackPolicy>,
+    /// Requests in flight at once, across jobs.
+    pub max_in_flight: usize,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// How long in-flight attempts may run on after shutdown begins.
+    pub grace: Duration,
+}
+
+/// A delivery as the sender holds it in memory.
+#[derive(Debug, Clone)]
+pub struct QueuedDelivery {
+    /// `msg_…`, also the `webhook-id` header.
+    pub delivery_id: String,
+    /// Its job, which names its lane.
+    pub job_id: String,
+    /// Position in the job's lane.
+    pub sequence: u64,
+    /// The event, for the header and the supersede rule.
+    pub event: Event,
+    /// Target.
+    pub url: String,
+    /// Exact body bytes, sent as stored.
+    pub body: Bytes,
+    /// Attempts already made.
+    pub attempt_count: u32,
+    /// When the next attempt is due.
+    pub next_attempt: Instant,
+    /// Queued again by hand: sent even if overtaken, because someone asked.
+    pub manual: bool,
+    /// Identifies this queueing, so that the outcome of an attempt started
+    /// before a manual redelivery does not overwrite the fresh entry.
+    epoch: u64,
+}
+
+impl QueuedDelivery {
+    /// A delivery just written by the reporter, due now.
+    pub fn from_new(d: NewDelivery) -> Self {
+        QueuedDelivery {
+            delivery_id: d.delivery_id,
+            job_id: d.job_id,
+            sequence: d.sequence,
+            event: d.event,
+            url: d.url,
+            body: d.body,
+            attempt_count: 0,
+            next_attempt: Instant::now(),
+            manual: false,
+            epoch: 0,
+        }
+    }
+
+    /// A stored pending delivery, due now.
+    pub fn from_row(d: DeliveryRow, manual: bool) -> Self {
+        QueuedDelivery {
+            delivery_id: d.delivery_id,
+            job_id: d.job_id,
+            sequence: d.sequence,
+            event: d.event,
+            url: d.url,
+            body: d.body,
+            attempt_count: d.attempt_count,
+            next_attempt: Instant::now(),
+            manual,
+            epoch: 0,
+        }
+    }
+}
+
+/// One job's queue. Its presence in [`Inner::lanes`] means its task runs.
+#[derive(Debug)]
+struct Lane {
+    /// Deliveries by sequence; the first is the only one worked on.
+    queue: BTreeMap<u64, QueuedDelivery>,
+    /// Wakes the lane from a backoff wait when something new arrives, so it
+    /// can supersede an overtaken progress event at once.
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Lanes by job id. A std mutex: held only for map edits, never across
+    /// an await.
+    lanes: Mutex<HashMap<String, Lane>>,
+    /// One pooled client for every callback (keep-alive, rustls, no
+    /// redirects, the policy's resolver).
+    client: reqwest::Client,
+    config: SenderConfig,
+    /// Bounds the requests in flight across lanes.
+    permits: Arc<Semaphore>,
+    /// Every lane task, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// Shutdown: lanes stop taking work.
+    cancel: CancellationToken,
+    /// Outcomes to the ledger writer.
+    ledger: mpsc::UnboundedSender<LedgerOp>,
+    /// Source of [`QueuedDelivery::epoch`].
+    epochs: AtomicU64,
+}
+
+/// The handle through which deliveries enter the sender; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+/// The sender's background tasks, to be stopped at shutdown.
+#[derive(Debug)]
+pub struct SenderTasks {
+    inner: Arc<Inner>,
+    ledger_done: CancellationToken,
+    ledger: JoinHandle<()>,
+    sweep: JoinHandle<()>,
+}
+
+/// Builds the HTTP client every delivery uses.
+pub fn build_client(
+    policy: Arc<CallbackPolicy>,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve names itself, out of the policy's reach.
+        .no_proxy()
+        .dns_resolver(Arc::new(PolicyResolver { policy }))
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .build()
+}
+
+impl Outbox {
+    /// Starts the sender: the ledger writer, the redelivery sweep, and a lane
+    /// for every job with pending deliveries in the store.
+    pub async fn start(
+        store: Store,
+        config: SenderConfig,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<(Outbox, SenderTasks)> {
+        let client = build_client(config.policy.clone(), config.timeout)?;
+        let (ledger_tx, ledger_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            lanes: Mutex::new(HashMap::new()),
+            client,
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            config,
+            tracker: TaskTracker::new(),
+            cancel: cancel.clone(),
+            ledger: ledger_tx,
+            epochs: AtomicU64::new(1),
+        });
+        let outbox = Outbox {
+            inner: inner.clone(),
+        };
+        let ledger_done = CancellationToken::new();
+        let ledger = tokio::spawn(run_ledger(store.clone(), ledger_rx, ledger_done.clone()));
+        // Leftovers of earlier sweeps were never acted on: the resume below
+        // covers every pending row anyway.
+        store.take_requeued().await?;
+        let pending = store.pending_deliveries().await?;
+        if !pending.is_empty() {
+            tracing::info!(count = pending.len(), "resuming pending webhook deliveries");
+        }
+        for row in pending {
+            outbox.enqueue(QueuedDelivery::from_row(row, false));
+        }
+        let sweep = tokio::spawn(run_sweep(store, outbox.clone(), cancel));
+        Ok((
+            outbox,
+            SenderTasks {
+                inner,
+                ledger_done,
+                ledger,
+                sweep,
+            },
+        ))
+    }
+
+    /// Hands a delivery to its job's lane, starting the lane if needed. A
+    /// delivery already queued with the same sequence is replaced (a manual
+    /// redelivery resets its schedule). After shutdown began this does
+    /// nothing: the row stays pending in the store for the next start.
+    pub fn enqueue(&self, mut delivery: QueuedDelivery) {
+        let inner = &self.inner;
+        if inner.cancel.is_cancelled() {
+            return;
+        }
+        delivery.epoch = inner.epochs.fetch_add(1, Ordering::Relaxed);
+        let mut lanes = inner.lanes.lock().expect("lanes lock");
+        match lanes.get_mut(&delivery.job_id) {
+            Some(lane) => {
+                lane.queue.insert(delivery.sequence, delivery);
+                lane.wake.notify_one();
+            }
+            None => {
+                let job_id = delivery.job_id.clone();
+                let wake = Arc::new(Notify::new());
+                let mut queue = BTreeMap::new();
+                queue.insert(delivery.sequence, delivery);
+                lanes.insert(
+                    job_id.clone(),
+                    Lane {
+                        queue,
+                        wake: wake.clone(),
+                    },
+                );
+                inner.tracker.spawn(run_lane(inner.clone(), job_id, wake));
+            }
+        }
+    }
+
+    /// Deliveries held in memory right now (queued or in flight).
+    pub fn in_memory(&self) -> usize {
+        let lanes = self.inner.lanes.lock().expect("lanes lock");
+        lanes.values().map(|l| l.queue.len()).sum()
+    }
+}
+
+impl SenderTasks {
+    /// Stops the sender: lanes stop taking work, in-flight attempts get the
+    /// configured grace, then the ledger writer commits what it holds.
+    /// Whatever was not delivered stays pending in the store.
+    pub async fn shutdown(self) {
+        let inner = self.inner;
+        inner.cancel.cancel();
+        inner.tracker.close();
+        let bound = inner.config.grace + Duration::from_secs(1);
+        if tokio::time::timeout(bound, inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("webhook lanes did not stop in time");
+        }
+        let _ = self.sweep.await;
+        self.ledger_done.cancel();
+        let _ = self.ledger.await;
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+enum Outcome {
+    /// 2xx.
+    Delivered(u16),
+    /// 410: the receiver wants no more.
+    Gone,
+    /// Anything else: retry if the schedule allows.
+    Retry {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
+    // Jitter only needs to spread retries, not resist prediction; a small
+    // seeded generator per lane keeps the future `Send`.
+    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+    loop {
+        let (head, overtaken) = {
+            let mut lanes = inner.lanes.lock().expect("lanes lock");
+            let lane = lanes
+                .get_mut(&job_id)
+                .expect("a running lane is in the map");
+            match lane.queue.first_key_value() {
+                None => {
+                    lanes.remove(&job_id);
+                    return;
+                }
+                Some((_, d)) => (d.clone(), lane.queue.len() > 1),
+            }
+        };
+        if inner.cancel.is_cancelled() {
+            return;
+        }
+        if head.event == Event::Progress && overtaken && !head.manual {
+            let _ = inner.ledger.send(LedgerOp::Superseded {
+                delivery_id: head.delivery_id.clone(),
+            });
+            metrics::counter!("worker_webhook_deliveries_total", "status" => "superseded")
+                .increment(1);
+            remove_if_current(&inner, &head);
+            continue;
+        }
+        if head.next_attempt > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(head.next_attempt) => {}
+                _ = wake.notified() => {}
+                _ = inner.cancel.cancelled() => return,
+            }
+            continue;
+        }
+        let permit = tokio::select! {
+            p = inner.permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = inner.cancel.cancelled() => return,
+        };
+        let attempted_at = now_ms();
+        let started = Instant::now();
+        let outcome = attempt(&inner, &head).await;
+        drop(permit);
+        let duration = started.elapsed();
+        metrics::histogram!("worker_webhook_attempt_duration_seconds")
+            .record(duration.as_secs_f64());
+        let attempts = head.attempt_count + 1;
+        let (status_code, error, next) = match outcome {
+            Outcome::Delivered(code) => (Some(code), None, None),
+            Outcome::Gone => (
+                Some(410),
+                Some("410 Gone: the receiver refuses further deliveries".to_owned()),
+                None,
+            ),
+            Outcome::Retry {
+                status,
+                error,
+                retry_after,
+            } => {
+                let delay = inner
+                    .config
+                    .schedule
+                    .next_delay(attempts, retry_after, &mut rng);
+                (status, Some(error), delay)
+            }
+        };
+        let status = match (&error, next) {
+            (None, _) => DeliveryStatus::Delivered,
+            (Some(_), Some(_)) => DeliveryStatus::Pending,
+            (Some(_), None) => DeliveryStatus::Failed,
+        };
+        let delay = next.unwrap_or_default();
+        metrics::counter!(
+            "worker_webhook_attempts_total",
+            "result" => if status == DeliveryStatus::Delivered { "success" } else { "failure" }
+        )
+        .increment(1);
+        if status != DeliveryStatus::Pending {
+            metrics::counter!("worker_webhook_deliveries_total", "status" => status.as_str())
+                .increment(1);
+        }
+        match &error {
+            Some(e) if status == DeliveryStatus::Failed => tracing::warn!(
+                delivery_id = %head.delivery_id, job_id = %head.job_id, event = %head.event,
+                attempts, error = %e, "webhook delivery failed for good"
+            ),
+            Some(e) => tracing::debug!(
+                delivery_id = %head.delivery_id, attempts, error = %e, retry_in = ?delay,
+                "webhook attempt failed"
+            ),
+            None => {}
+        }
+        let _ = inner.ledger.send(LedgerOp::Attempt {
+            delivery_id: head.delivery_id.clone(),
+            attempted_at,
+            status_code,
+            error,
+            duration_ms: duration.as_millis() as u64,
+            status,
+            attempt_count: attempts,
+            next_attempt_at: now_ms() + delay.as_millis() as i64,
+        });
+        let mut lanes = inner.lanes.lock().expect("lanes lock");
+        let lane = lanes
+            .get_mut(&job_id)
+            .expect("a running lane is in the map");
+        if let Some(entry) = lane.queue.get_mut(&head.sequence)
+            && entry.epoch == head.epoch
+        {
+            if status == DeliveryStatus::Pending {
+                entry.attempt_count = attempts;
+                entry.next_attempt = Instant::now() + delay;
+            } else {
+                lane.queue.remove(&head.sequence);
+            }
+        }
+    }
+}
+
+fn remove_if_current(inner: &Inner, head: &QueuedDelivery) {
+    let mut lanes = inner.lanes.lock().expect("lanes lock");
+    if let Some(lane) = lanes.get_mut(&head.job_id)
+        && lane
+            .queue
+            .get(&head.sequence)
+            .is_some_and(|e| e.epoch == head.epoch)
+    {
+        lane.queue.remove(&head.sequence);
+    }
+}
+
+async fn attempt(inner: &Inner, d: &QueuedDelivery) -> Outcome {
+    let url = match Url::parse(&d.url) {
+        Ok(u) => u,
+        Err(e) => {
+            return Outcome::Retry {
+                status: None,
+                error: format!("bad callback URL: {e}"),
+                retry_after: None,
+            };
+        }
+    };
+    // Names are checked by the client's resolver; address literals never
+    // reach it, so they are checked here, before every attempt.
+    if let Err(e) = inner.config.policy.check_literal(&url) {
+        return Outcome::Retry {
+            status: None,
+            error: format!("refused by the callback policy: {e}"),
+            retry_after: None,
+        };
+    }
+    let timestamp = now_unix();
+    let mut request = inner
+        .client
+        .post(url)
+        .header(CONTENT_TYPE, "application/json")
+        .header(HEADER_EVENT, d.event.as_str())
+        .header(HEADER_ID, &d.delivery_id)
+        .header(HEADER_TIMESTAMP, timestamp.to_string())
+        .body(d.body.clone());
+    if let Some(secrets) = &inner.config.secrets {
+        request = request.header(
+            HEADER_SIGNATURE,
+            secrets.sign(&d.delivery_id, timestamp, &d.body),
+        );
+    }
+    let send = async {
+        let mut response = request.send().await?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        // Read a bounded amount of the answer so the connection can be reused.
+        let mut read = 0;
+        while read < MAX_ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+        Ok::<_, reqwest::Error>((status, retry_after))
+    };
+    let grace = inner.config.grace;
+    let result = tokio::select! {
+        r = send => r,
+        _ = async { inner.cancel.cancelled().await; tokio::time::sleep(grace).await } => {
+            return Outcome::Retry {
+                status: None,
+                error: "aborted: the worker shut down during the attempt".to_owned(),
+                retry_after: None,
+            };
+        }
+    };
+    match result {
+        Ok((code, _)) if (200..300).contains(&code) => Outcome::Delivered(code),
+        Ok((410, _)) => Outcome::Gone,
+        Ok((code, retry_after)) => Outcome::Retry {
+            status: Some(code),
+            error: format!("HTTP {code}"),
+            retry_after,
+        },
+        Err(e) => Outcome::Retry {
+            status: None,
+            error: describe(&e, inner.config.timeout),
+            retry_after: None,
+        },
+    }
+}
+
+/// A request error as one line, with its causes (the policy's refusal shows
+/// up here, as the resolver's error).
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {} ms", timeout.as_millis());
+    }
+    let mut text = if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Commits outcomes in batches until `done`, then commits what is left.
+async fn run_ledger(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<LedgerOp>,
+    done: CancellationToken,
+) {
+    const BATCH: usize = 1024;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                commit(&store, &mut batch).await;
+            }
+            _ = done.cancelled() => {
+                while let Ok(op) = rx.try_recv() {
+                    batch.push(op);
+                }
+                commit(&store, &mut batch).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn commit(store: &Store, batch: &mut Vec<LedgerOp>) {
+    if batch.is_empty() {
+        return;
+    }
+    for attempt in 0..3 {
+        match store.apply_ledger(batch).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(error = ?e, attempt, "failed to record webhook outcomes");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    batch.clear();
+}
+
+/// Picks up deliveries that `webhooks redeliver` flagged in the store.
+async fn run_sweep(store: Store, outbox: Outbox, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        match store.take_requeued().await {
+            Ok(rows) => {
+                for row in rows {
+                    tracing::info!(delivery_id = %row.delivery_id, "redelivery requested");
+                    outbox.enqueue(QueuedDelivery::from_row(row, true));
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "failed to check for redelivery requests"),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Building, running and stopping the service.
+//!
+//! [`Application::build`] opens the store, starts the sender (which resumes
+//! every pending delivery at once), recovers jobs the last run left behind
+//! and binds the listener; [`Application::run_until_stopped`] serves until the
+//! shutdown token is cancelled, then stops each part in order: intake first,
+//! then the pipelines, then the sender (in-flight attempts get
+//! `--shutdown-grace-ms`), then the store. Whatever was not delivered stays
+//! pending in the store for the next start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{EngineKind, ServeConfig};
+use crate::http::{AppState, router};
+use crate::jobs::{self, RunnerContext};
+use crate::pipeline::Engine;
+use crate::pipeline::simulated::SimulatedEngine;
+use crate::sender::{Outbox, SenderConfig, SenderTasks};
+use crate::store::Store;
+use crate::telemetry::metrics_handle;
+
+/// How long open HTTP connections may take to finish after shutdown began.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+/// A built, not yet running, worker.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    /// Cancelled to stop: by `shutdown_signal` in `main`, by tests directly.
+    shutdown: CancellationToken,
+    /// Every job task, so shutdown can wait for them.
+    jobs: TaskTracker,
+    sender: SenderTasks,
+    grace: Duration,
+}
+
+impl Application {
+    /// Builds the worker from its configuration (see the module docs).
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        let shutdown = CancellationToken::new();
+        let store = Store::open(&config.data_dir).await?;
+        if config.webhook_secret.is_none() {
+            tracing::warn!(
+                "no --webhook-secret / WEBHOOK_SECRET: webhooks will be sent UNSIGNED; receivers cannot tell them from forgeries"
+            );
+        }
+        if config.allow_private_callbacks {
+            tracing::warn!(
+                "--allow-private-callbacks: callbacks may target loopback and private networks"
+            );
+        }
+        let policy = Arc::new(config.policy());
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
+        let (outbox, sender) = Outbox::start(
+            store.clone(),
+            SenderConfig {
+                secrets: config.webhook_secret.clone(),
+                schedule: config.retry_schedule.clone(),
+                policy: policy.clone(),
+                max_in_flight: config.max_in_flight_deliveries as usize,
+                timeout: Duration::from_millis(config.webhook_timeout_ms.max(1)),
+                grace,
+            },
+            shutdown.clone(),
+        )
+        .await?;
+        let engine: Arc<dyn Engine> = match config.engine {
+            EngineKind::Simulated => {
+                tracing::info!(
+                    stage_ms = config.sim_stage_ms,
+                    "using the simulated engine (demos, tests and load tests only)"
+                );
+                Arc::new(SimulatedEngine {
+                    stage: Duration::from_millis(config.sim_stage_ms),
+                })
+            }
+        };
+        let jobs_tracker = TaskTracker::new();
+        let ctx = RunnerContext {
+            store: store.clone(),
+            outbox: outbox.clone(),
+            engine: engine.clone(),
+            progress_interval: config.progress_interval(),
+            cancel: shutdown.clone(),
+        };
+        let queue = jobs::start(
+            ctx.clone(),
+            config.max_concurrent_jobs as usize,
+            jobs_tracker.clone(),
+        );
+        jobs::recover(&ctx, &queue)
+            .await
+            .context("failed to recover jobs from the store")?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "clipping-worker ready");
+        let state = AppState {
+            store,
+            queue,
+            outbox,
+            engine,
+            policy,
+            api_token: config.api_token.clone(),
+            metrics: metrics_handle(),
+        };
+        Ok(Application {
+            listener,
+            port,
+            state,
+            shutdown,
+            jobs: jobs_tracker,
+            sender,
+            grace,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, for tests and benchmarks that drive parts directly.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The token that stops the worker when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops in order.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            shutdown,
+            jobs,
+            sender,
+            grace,
+            ..
+        } = self;
+        let store = state.store.clone();
+        let token = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        });
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: intake stops, in-flight work gets its grace");
+        // Intake: let open requests finish, within a bound.
+        let mut server = server;
+        match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = ?e, "HTTP server error"),
+            Ok(Err(e)) => tracing::error!(error = ?e, "HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!("HTTP connections still open; closing them");
+                server.abort();
+            }
+        }
+        // Pipelines: they saw the same token and stop at once.
+        jobs.close();
+        if tokio::time::timeout(grace, jobs.wait()).await.is_err() {
+            tracing::warn!("job tasks did not stop in time");
+        }
+        sender.shutdown().await;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the one shutdown signal of the process.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = ?e, "failed to listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "failed to listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
