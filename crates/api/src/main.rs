@@ -1,1 +1,18 @@
-fn main() {}
+//! `viewcreator-api`: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = api::config::Cli::parse();
+    api::cli::init_tracing(&cli.command);
+    match api::cli::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

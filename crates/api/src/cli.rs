@@ -1,0 +1,224 @@
+//! The sub-commands: `serve`, `migrate`, `users create`, `watch`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures_util::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::config::{Cli, Command, DbArgs, UsersCommand, WatchArgs};
+use crate::{Application, MIGRATOR, shutdown_signal, store};
+
+/// Sets up logging: `info` for the service, `warn` for one-shot commands,
+/// overridable with `RUST_LOG`.
+pub fn init_tracing(command: &Command) {
+    let default = match command {
+        Command::Serve(_) | Command::Migrate(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.into_config()?;
+            let app = Application::build(config).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    shutdown_signal().await;
+                    shutdown.cancel();
+                }
+            });
+            app.run_until_stopped(shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate(db) => {
+            let pool = pool(&db).await?;
+            MIGRATOR
+                .run(&pool)
+                .await
+                .context("failed to apply migrations")?;
+            tracing::info!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users {
+            command: UsersCommand::Create(args),
+        } => {
+            let pool = pool(&args.db).await?;
+            // Migrations are idempotent; applying them here lets a fresh
+            // database get its first user before the service ever ran.
+            MIGRATOR
+                .run(&pool)
+                .await
+                .context("failed to apply migrations")?;
+            let (user_id, token) = store::create_user(&pool, &args.email, args.name.as_deref())
+                .await
+                .context("failed to create the user (is the e-mail already taken?)")?;
+            println!(
+                "{}",
+                serde_json::json!({ "user_id": user_id, "token": token })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch(args) => watch(args).await,
+    }
+}
+
+async fn pool(db: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(db.database_url.expose())
+        .await
+        .context("failed to connect to PostgreSQL")
+}
+
+/// `http(s)` and `ws(s)` forms of the base URL.
+fn bases(url: &Url) -> anyhow::Result<(Url, Url)> {
+    let (http, ws) = match url.scheme() {
+        "http" | "ws" => ("http", "ws"),
+        "https" | "wss" => ("https", "wss"),
+        other => bail!("--url: unsupported scheme {other}"),
+    };
+    let with = |scheme: &str| -> anyhow::Result<Url> {
+        let mut u = url.clone();
+        u.set_scheme(scheme)
+            .map_err(|()| anyhow::anyhow!("--url: cannot use scheme {scheme}"))?;
+        if !u.path().ends_with('/') {
+            let p = format!("{}/", u.path());
+            u.set_path(&p);
+        }
+        Ok(u)
+    };
+    Ok((with(http)?, with(ws)?))
+}
+
+/// Follows one job until it completes (exit 0) or fails (exit 1),
+/// reconnecting with `since` if the connection drops.
+async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let (http_base, ws_base) = bases(&args.url)?;
+    let bearer = format!("Bearer {}", args.token.0);
+    let bar = ProgressBar::new(100);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}% {msg}")
+            .context("bad progress template")?,
+    );
+    let mut since: Option<i64> = None;
+    let mut failures = 0;
+    let mut checked = false;
+    loop {
+        let mut url = ws_base.join("ws").context("bad --url")?;
+        url.query_pairs_mut()
+            .append_pair("job", &args.job_id.to_string());
+        if let Some(s) = since {
+            url.query_pairs_mut().append_pair("since", &s.to_string());
+        }
+        let mut request = url.as_str().into_client_request()?;
+        request
+            .headers_mut()
+            .insert("authorization", bearer.parse().context("bad token")?);
+        let mut socket = match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => socket,
+            Err(e) => {
+                failures += 1;
+                if failures > 5 {
+                    return Err(e).context("failed to connect to the WebSocket");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        failures = 0;
+        if !checked {
+            // Subscribed first, then read the job: nothing can slip between.
+            checked = true;
+            let job: Value = reqwest::Client::new()
+                .get(
+                    http_base
+                        .join(&format!("api/clipping-jobs/{}", args.job_id))
+                        .context("bad --url")?,
+                )
+                .header("authorization", &bearer)
+                .send()
+                .await
+                .context("failed to read the job")?
+                .error_for_status()
+                .context("failed to read the job")?
+                .json()
+                .await
+                .context("failed to read the job")?;
+            let job = &job["job"];
+            bar.set_position(job["progressPercent"].as_f64().unwrap_or(0.0) as u64);
+            bar.set_message(job["currentStep"].as_str().unwrap_or("waiting").to_owned());
+            match job["status"].as_str() {
+                Some("completed") => {
+                    bar.finish_with_message("completed");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some("failed") => {
+                    bar.abandon_with_message(format!(
+                        "failed: {}",
+                        job["error"].as_str().unwrap_or("unknown error")
+                    ));
+                    return Ok(ExitCode::from(1));
+                }
+                _ => {}
+            }
+        }
+        while let Some(frame) = socket.next().await {
+            let Ok(Message::Text(text)) = frame else {
+                if frame.is_err() {
+                    break;
+                }
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            since = event["eventId"].as_i64().or(since);
+            match event["type"].as_str() {
+                Some("clipping.started" | "clipping.progress") => {
+                    bar.set_position(event["progressPercent"].as_f64().unwrap_or(0.0) as u64);
+                    if let Some(step) = event["currentStep"].as_str() {
+                        bar.set_message(step.to_owned());
+                    }
+                }
+                Some("clipping.completed") => {
+                    bar.set_position(100);
+                    bar.finish_with_message(
+                        event["message"].as_str().unwrap_or("completed").to_owned(),
+                    );
+                    for clip in event["clips"].as_array().into_iter().flatten() {
+                        println!("{}", clip["url"].as_str().unwrap_or_default());
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some("clipping.failed") => {
+                    bar.abandon_with_message(format!(
+                        "failed: {}",
+                        event["error"].as_str().unwrap_or("unknown error")
+                    ));
+                    return Ok(ExitCode::from(1));
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,353 @@
+//! The WebSocket hub: which sockets of this instance belong to which user,
+//! and the loops that feed them committed events from PostgreSQL.
+//!
+//! The event log (`user_events`) is the truth; NOTIFY is only a wake-up.
+//! Two loops run per instance:
+//!
+//! - the *listener* holds a `LISTEN api_events` connection and marks the
+//!   user named in each notification as dirty. When its connection drops it
+//!   reconnects (with backoff) and marks every user dirty, since
+//!   notifications sent meanwhile are lost for good;
+//! - the *fetcher* reads, for dirty users on wake-up and for every subscribed
+//!   user on each poll tick (the fallback), the events after the hub's
+//!   per-user cursor, and fans them out to that user's subscribers.
+//!
+//! Fan-out never blocks: each subscriber has a bounded queue, and one that is
+//! full is dropped from the hub and told so (its socket closes with 1013).
+//! Per-socket ordering, gap filling and de-duplication are the socket's job
+//! (see `ws`), so a hub cursor that is ahead of or behind a socket is
+//! harmless.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::store::{self, EventRow};
+
+/// Most events read per query.
+const FETCH_PAGE: i64 = 500;
+
+/// One committed notification, shared by every subscriber it goes to.
+#[derive(Debug)]
+pub struct HubEvent {
+    /// The owner.
+    pub user_id: Uuid,
+    /// Per-user number, gap-free.
+    pub event_id: i64,
+    /// The job it is about (for `?job=`).
+    pub job_id: Uuid,
+    /// The frame's text, as stored.
+    pub text: Utf8Bytes,
+}
+
+impl From<EventRow> for HubEvent {
+    fn from(r: EventRow) -> Self {
+        Self {
+            user_id: r.user_id,
+            event_id: r.event_id,
+            job_id: r.job_id,
+            text: r.message.into(),
+        }
+    }
+}
+
+/// A socket's registration. Dropping it leaves the hub.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Events for this socket, in fan-out order.
+    pub rx: mpsc::Receiver<Arc<HubEvent>>,
+    /// Cancelled by the hub when the queue overflowed: the socket is too slow.
+    pub lagged: CancellationToken,
+    hub: Arc<Hub>,
+    user: Uuid,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(self.user, self.id);
+    }
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Arc<HubEvent>>,
+    lagged: CancellationToken,
+}
+
+#[derive(Debug)]
+struct UserEntry {
+    /// Highest event id fanned out for this user by this hub.
+    cursor: i64,
+    subs: Vec<Subscriber>,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the user already holds {0} connections")]
+pub struct TooMany(pub usize);
+
+/// The registry of this instance's sockets, by user.
+#[derive(Debug)]
+pub struct Hub {
+    users: Mutex<HashMap<Uuid, UserEntry>>,
+    dirty: Mutex<Dirty>,
+    wake: Notify,
+    next_id: AtomicU64,
+    queue: usize,
+    max_per_user: usize,
+}
+
+#[derive(Debug, Default)]
+struct Dirty {
+    all: bool,
+    users: HashSet<Uuid>,
+}
+
+impl Hub {
+    /// An empty hub; `queue` events per socket, `max_per_user` sockets.
+    pub fn new(queue: usize, max_per_user: usize) -> Arc<Self> {
+        Arc::new(Self {
+            users: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(Dirty::default()),
+            wake: Notify::new(),
+            next_id: AtomicU64::new(1),
+            queue: queue.max(1),
+            max_per_user,
+        })
+    }
+
+    /// Registers a socket of `user`. `cursor` is the user's latest event id
+    /// as the socket read it just before; it seeds the hub's cursor when this
+    /// is the user's first socket here.
+    pub fn subscribe(self: &Arc<Self>, user: Uuid, cursor: i64) -> Result<Subscription, TooMany> {
+        let (tx, rx) = mpsc::channel(self.queue);
+        let lagged = CancellationToken::new();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut users = self.users.lock().expect("hub lock poisoned");
+            let entry = users.entry(user).or_insert_with(|| UserEntry {
+                cursor,
+                subs: Vec::new(),
+            });
+            if entry.subs.len() >= self.max_per_user {
+                if entry.subs.is_empty() {
+                    users.remove(&user);
+                }
+                return Err(TooMany(self.max_per_user));
+            }
+            entry.subs.push(Subscriber {
+                id,
+                tx,
+                lagged: lagged.clone(),
+            });
+        }
+        metrics::gauge!("api_ws_connections").increment(1.0);
+        // Events may have committed between the socket's read and now.
+        self.mark_dirty(user);
+        Ok(Subscription {
+            rx,
+            lagged,
+            hub: self.clone(),
+            user,
+            id,
+        })
+    }
+
+    fn unsubscribe(&self, user: Uuid, id: u64) {
+        let mut users = self.users.lock().expect("hub lock poisoned");
+        if let Some(entry) = users.get_mut(&user) {
+            let before = entry.subs.len();
+            entry.subs.retain(|s| s.id != id);
+            if entry.subs.len() < before {
+                metrics::gauge!("api_ws_connections").decrement(1.0);
+            }
+            if entry.subs.is_empty() {
+                users.remove(&user);
+            }
+        }
+    }
+
+    /// Number of sockets registered here (all users).
+    pub fn connections(&self) -> usize {
+        let users = self.users.lock().expect("hub lock poisoned");
+        users.values().map(|e| e.subs.len()).sum()
+    }
+
+    /// Asks the fetcher to read `user`'s new events.
+    pub fn mark_dirty(&self, user: Uuid) {
+        self.dirty
+            .lock()
+            .expect("hub lock poisoned")
+            .users
+            .insert(user);
+        self.wake.notify_one();
+    }
+
+    /// Asks the fetcher to read every subscribed user's new events.
+    pub fn mark_all_dirty(&self) {
+        self.dirty.lock().expect("hub lock poisoned").all = true;
+        self.wake.notify_one();
+    }
+
+    /// Hands events (ordered by user, then id) to their subscribers, and
+    /// advances cursors. A subscriber whose queue is full is removed and its
+    /// `lagged` token cancelled; the others keep receiving.
+    fn fan_out(&self, events: Vec<EventRow>) {
+        let mut users = self.users.lock().expect("hub lock poisoned");
+        for row in events {
+            let Some(entry) = users.get_mut(&row.user_id) else {
+                continue;
+            };
+            if row.event_id <= entry.cursor {
+                continue;
+            }
+            entry.cursor = row.event_id;
+            let event = Arc::new(HubEvent::from(row));
+            entry.subs.retain(|sub| match sub.tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!(user = %event.user_id, "closing a WebSocket that reads too slowly");
+                    metrics::counter!("api_ws_slow_closed_total").increment(1);
+                    metrics::gauge!("api_ws_connections").decrement(1.0);
+                    sub.lagged.cancel();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    metrics::gauge!("api_ws_connections").decrement(1.0);
+                    false
+                }
+            });
+        }
+        users.retain(|_, e| !e.subs.is_empty());
+    }
+
+    /// The (user, cursor) pairs to read: the dirty ones, or all.
+    fn targets(&self, all: bool) -> (Vec<Uuid>, Vec<i64>) {
+        let dirty = {
+            let mut d = self.dirty.lock().expect("hub lock poisoned");
+            let all = all || std::mem::take(&mut d.all);
+            let users = std::mem::take(&mut d.users);
+            if all { None } else { Some(users) }
+        };
+        let users = self.users.lock().expect("hub lock poisoned");
+        let mut ids = Vec::new();
+        let mut cursors = Vec::new();
+        for (user, entry) in users.iter() {
+            if dirty.as_ref().is_none_or(|d| d.contains(user)) {
+                ids.push(*user);
+                cursors.push(entry.cursor);
+            }
+        }
+        (ids, cursors)
+    }
+
+    /// Runs the listener and the fetcher until `shutdown`.
+    pub async fn run(self: Arc<Self>, pool: PgPool, poll: Duration, shutdown: CancellationToken) {
+        let listener = tokio::spawn(self.clone().listen(pool.clone(), shutdown.clone()));
+        self.fetch_loop(pool, poll, shutdown).await;
+        let _ = listener.await;
+    }
+
+    async fn fetch_loop(&self, pool: PgPool, poll: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let all = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => false,
+                _ = tick.tick() => true,
+            };
+            let (users, cursors) = self.targets(all);
+            if users.is_empty() {
+                continue;
+            }
+            match store::events_after_many(&pool, &users, &cursors, FETCH_PAGE).await {
+                Ok(rows) => {
+                    let full = rows.len() as i64 == FETCH_PAGE;
+                    // Remember who was fetched so a full page continues with
+                    // exactly those users.
+                    let touched: HashSet<Uuid> = rows.iter().map(|r| r.user_id).collect();
+                    self.fan_out(rows);
+                    if full {
+                        let mut d = self.dirty.lock().expect("hub lock poisoned");
+                        d.users.extend(touched);
+                        drop(d);
+                        self.wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "hub could not read the event log; retrying");
+                    let mut d = self.dirty.lock().expect("hub lock poisoned");
+                    d.users.extend(users);
+                }
+            }
+        }
+    }
+
+    /// Holds a LISTEN connection, reconnecting after failures.
+    async fn listen(self: Arc<Self>, pool: PgPool, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let connected = async {
+                let mut l = PgListener::connect_with(&pool).await?;
+                l.ignore_pool_close_event(false);
+                l.listen(store::EVENTS_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            let mut listener = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = connected => match r {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            backoff = Duration::from_millis(100);
+            // Whatever was notified while we were not listening is lost.
+            self.mark_all_dirty();
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    n = listener.try_recv() => n,
+                };
+                match next {
+                    Ok(Some(n)) => match parse_wakeup(n.payload()) {
+                        Some(user) => self.mark_dirty(user),
+                        None => self.mark_all_dirty(),
+                    },
+                    Ok(None) => {
+                        tracing::warn!("LISTEN connection lost; reconnecting");
+                        self.mark_all_dirty();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `"{user}:{event_id}"` → user.
+fn parse_wakeup(payload: &str) -> Option<Uuid> {
+    let (user, _) = payload.split_once(':')?;
+    Uuid::parse_str(user).ok()
+}

@@ -1,0 +1,224 @@
+//! The REST endpoints for browsers and other clients: jobs, WebSocket
+//! tickets, health and metrics. Handlers are thin: authenticate, validate,
+//! call the store, shape the answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use webhook_types::{ClippingJobRequest, ParseError, Timestamp, Validate};
+
+use crate::AppState;
+use crate::auth::{self, AuthUser};
+use crate::error::Error;
+use crate::extract::ApiJson;
+use crate::store;
+
+/// Most jobs `GET /api/clipping-jobs` returns (the newest).
+const LIST_LIMIT: i64 = 200;
+/// How long a WebSocket ticket stays valid.
+const TICKET_TTL_SECS: i64 = 60;
+
+/// `POST /api/clipping-jobs` body (camelCase, as the seed's TypeScript).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateJob {
+    /// The source video, http or https.
+    pub video_url: String,
+    /// 1 to 20; default 5.
+    pub max_clips: Option<u32>,
+    /// Preferred duration buckets.
+    pub duration_ranges: Option<Vec<String>>,
+    /// 5 to 600; default 15.
+    pub min_clip_duration_seconds: Option<u32>,
+    /// 5 to 600; default 90.
+    pub max_clip_duration_seconds: Option<u32>,
+    /// Default `tiktok`.
+    pub target_platform: Option<String>,
+    /// Default true.
+    pub include_captions: Option<bool>,
+}
+
+impl CreateJob {
+    /// The worker request this body asks for (without callback and ids,
+    /// which the submitter adds).
+    pub fn to_request(&self) -> ClippingJobRequest {
+        let mut r = ClippingJobRequest::new(self.video_url.clone());
+        if let Some(v) = self.max_clips {
+            r.max_clips = v;
+        }
+        r.duration_ranges = self.duration_ranges.clone();
+        if let Some(v) = self.min_clip_duration_seconds {
+            r.min_clip_duration_seconds = v;
+        }
+        if let Some(v) = self.max_clip_duration_seconds {
+            r.max_clip_duration_seconds = v;
+        }
+        if let Some(v) = &self.target_platform {
+            r.target_platform = v.clone();
+        }
+        if let Some(v) = self.include_captions {
+            r.include_captions = v;
+        }
+        r
+    }
+}
+
+/// snake_case field of the worker request → the camelCase field the client
+/// sent.
+fn camel(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Validate for CreateJob {
+    fn validate(&self) -> Result<(), ParseError> {
+        let scheme_ok = url::Url::parse(&self.video_url)
+            .map(|u| matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(false);
+        if !scheme_ok {
+            return Err(ParseError::invalid(
+                "videoUrl",
+                "videoUrl must be an http or https URL",
+            ));
+        }
+        let texts = std::iter::once(("videoUrl", &self.video_url))
+            .chain(self.target_platform.iter().map(|t| ("targetPlatform", t)))
+            .chain(
+                self.duration_ranges
+                    .iter()
+                    .flatten()
+                    .map(|t| ("durationRanges", t)),
+            );
+        for (field, text) in texts {
+            if text.contains('\0') {
+                return Err(ParseError::invalid(
+                    field,
+                    "must not contain NUL characters",
+                ));
+            }
+        }
+        self.to_request().validate().map_err(|mut e| {
+            e.field = e.field.map(|f| camel(&f));
+            e
+        })
+    }
+}
+
+/// `POST /api/clipping-jobs`: saves the job `pending`, answers at once, and
+/// wakes the submitter, which sends it to the worker (retrying while the
+/// worker is down).
+pub async fn create_job(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<CreateJob>,
+) -> Result<impl IntoResponse, Error> {
+    let request = serde_json::to_value(body.to_request())
+        .map_err(|e| Error::Internal(anyhow::Error::new(e)))?;
+    let mut tx = state.pool.begin().await?;
+    let job = store::insert_job(&mut tx, Uuid::now_v7(), user, &body.video_url, &request).await?;
+    tx.commit().await?;
+    state.submitter_wake.notify_one();
+    metrics::counter!("api_jobs_created_total").increment(1);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "job": job.to_json(None) })),
+    ))
+}
+
+/// `GET /api/clipping-jobs`: the caller's jobs, newest first.
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, Error> {
+    let jobs = store::list_jobs(&state.pool, user, LIST_LIMIT).await?;
+    let jobs: Vec<_> = jobs.iter().map(|j| j.to_json(None)).collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// `GET /api/clipping-jobs/{id}`: one of the caller's jobs with its clips;
+/// 404 for anyone else's (and for ids that are not ids).
+pub async fn get_job(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("job"))?;
+    let job = store::get_job(&state.pool, user, id)
+        .await?
+        .ok_or(Error::NotFound("job"))?;
+    let clips = store::clips_for_job(&state.pool, id).await?;
+    Ok(Json(json!({ "job": job.to_json(Some(clips)) })))
+}
+
+/// `POST /api/ws-ticket`: a single-use, 60-second ticket for `/ws?ticket=`,
+/// for browsers, which cannot set headers on a WebSocket.
+pub async fn ws_ticket(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, Error> {
+    let ticket = auth::new_secret(auth::TICKET_PREFIX);
+    let expires_at = Utc::now() + chrono::Duration::seconds(TICKET_TTL_SECS);
+    store::insert_ticket(&state.pool, user, &auth::hash_secret(&ticket), expires_at).await?;
+    Ok(Json(
+        json!({ "ticket": ticket, "expiresAt": Timestamp(expires_at) }),
+    ))
+}
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Error> {
+    sqlx::query("SELECT 1")
+        .execute(&state.pool)
+        .await
+        .map_err(Error::Unavailable)?;
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    metrics::gauge!("api_ws_connections_here").set(state.hub.connections() as f64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_reported_in_camel_case() {
+        assert_eq!(camel("min_clip_duration_seconds"), "minClipDurationSeconds");
+        assert_eq!(camel("video_url"), "videoUrl");
+        let body: CreateJob =
+            serde_json::from_str(r#"{"videoUrl":"https://x.test/v","maxClips":50}"#).unwrap();
+        assert_eq!(
+            body.validate().unwrap_err().field.as_deref(),
+            Some("maxClips")
+        );
+    }
+}

@@ -1,0 +1,674 @@
+//! Storage: every SQL statement of the service, as small functions taking a
+//! pool or a connection (a transaction derefs to one).
+//!
+//! Queries are runtime-checked (`sqlx::query`), so building needs no database.
+//! Statements are `&'static str`; column lists are shared through macros and
+//! `concat!` so that the row structs and their `SELECT`s cannot drift apart.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use webhook_types::{ProgressPercent, Timestamp};
+
+use crate::auth;
+
+/// The columns of [`JobRow`], in a `concat!`-able macro.
+macro_rules! job_columns {
+    () => {
+        "id, user_id, status, worker_job_id, video_url, progress_percent, current_step, \
+         pipeline_status, clips_completed, total_clips, error, source_video_title, \
+         source_video_duration_seconds, processing_time_seconds, last_sequence, \
+         created_at, updated_at, completed_at, failed_at"
+    };
+}
+
+/// The columns of [`Clip`].
+macro_rules! clip_columns {
+    () => {
+        "clip_index, url, duration_ms, start_time_ms, end_time_ms, virality_score, \
+         layout_type, summary, tags"
+    };
+}
+
+/// A clipping job as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    /// The API's id of the job; also the `external_job_id` sent to the worker.
+    pub id: Uuid,
+    /// The owner.
+    pub user_id: Uuid,
+    /// pending, submitted, processing, completed or failed.
+    pub status: String,
+    /// The worker's id, once known (from its answer or a webhook).
+    pub worker_job_id: Option<String>,
+    /// The source video.
+    pub video_url: String,
+    /// 0 to 100.
+    pub progress_percent: f64,
+    /// The worker's description of the step.
+    pub current_step: Option<String>,
+    /// The worker's pipeline status (downloading, …).
+    pub pipeline_status: Option<String>,
+    /// Clips rendered so far.
+    pub clips_completed: i32,
+    /// Clips the job will produce.
+    pub total_clips: i32,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// From the job's output.
+    pub source_video_title: Option<String>,
+    /// From the job's output.
+    pub source_video_duration_seconds: Option<f64>,
+    /// From the job's output.
+    pub processing_time_seconds: Option<f64>,
+    /// Highest webhook `sequence` applied, 0 before any.
+    pub last_sequence: i64,
+    /// When the job was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When it failed.
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// A clip, as stored and as shown (camelCase, the contract's fields).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Clip {
+    /// Position in the job's output.
+    pub clip_index: i32,
+    /// Where to watch it (rewritten for the CDN).
+    pub url: String,
+    /// Length.
+    pub duration_ms: i64,
+    /// Start in the source.
+    pub start_time_ms: i64,
+    /// End in the source.
+    pub end_time_ms: i64,
+    /// 0 to 1.
+    pub virality_score: f64,
+    /// Framing.
+    pub layout_type: String,
+    /// One line on the clip.
+    pub summary: Option<String>,
+    /// Topic tags.
+    pub tags: Vec<String>,
+}
+
+/// A job as the REST API and the browser see it (camelCase).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobJson {
+    /// The job's id.
+    pub id: Uuid,
+    /// pending, submitted, processing, completed or failed.
+    pub status: String,
+    /// The worker's id.
+    pub worker_job_id: Option<String>,
+    /// The source video.
+    pub video_url: String,
+    /// 0 to 100.
+    pub progress_percent: ProgressPercent,
+    /// The worker's description of the step.
+    pub current_step: Option<String>,
+    /// The worker's pipeline status.
+    pub pipeline_status: Option<String>,
+    /// Clips rendered so far.
+    pub clips_completed: i32,
+    /// Clips the job will produce.
+    pub total_clips: i32,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// From the output.
+    pub source_video_title: Option<String>,
+    /// From the output.
+    pub source_video_duration_seconds: Option<f64>,
+    /// From the output.
+    pub processing_time_seconds: Option<f64>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Completion time.
+    pub completed_at: Option<Timestamp>,
+    /// Failure time.
+    pub failed_at: Option<Timestamp>,
+    /// The clips, on `GET /api/clipping-jobs/{id}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clips: Option<Vec<Clip>>,
+}
+
+impl JobRow {
+    /// The JSON view, with or without clips.
+    pub fn to_json(&self, clips: Option<Vec<Clip>>) -> JobJson {
+        JobJson {
+            id: self.id,
+            status: self.status.clone(),
+            worker_job_id: self.worker_job_id.clone(),
+            video_url: self.video_url.clone(),
+            progress_percent: ProgressPercent::new(self.progress_percent)
+                .unwrap_or(ProgressPercent::ZERO),
+            current_step: self.current_step.clone(),
+            pipeline_status: self.pipeline_status.clone(),
+            clips_completed: self.clips_completed,
+            total_clips: self.total_clips,
+            error: self.error.clone(),
+            source_video_title: self.source_video_title.clone(),
+            source_video_duration_seconds: self.source_video_duration_seconds,
+            processing_time_seconds: self.processing_time_seconds,
+            created_at: self.created_at.into(),
+            updated_at: self.updated_at.into(),
+            completed_at: self.completed_at.map(Into::into),
+            failed_at: self.failed_at.map(Into::into),
+            clips,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- users
+
+/// Creates a user with one API token; returns the user's id and the token,
+/// which is not stored anywhere in clear.
+pub async fn create_user(
+    pool: &PgPool,
+    email: &str,
+    name: Option<&str>,
+) -> Result<(Uuid, String), sqlx::Error> {
+    let id = Uuid::now_v7();
+    let token = auth::new_secret(auth::TOKEN_PREFIX);
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(email)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO api_tokens (token_hash, user_id) VALUES ($1, $2)")
+        .bind(auth::hash_secret(&token))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((id, token))
+}
+
+/// The user a token hash belongs to.
+pub async fn user_for_token(pool: &PgPool, hash: &[u8]) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE token_hash = $1")
+        .bind(hash)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Stores a WebSocket ticket; also sweeps expired ones, which keeps the table
+/// small without a separate job.
+pub async fn insert_ticket(
+    pool: &PgPool,
+    user: Uuid,
+    hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute'")
+        .execute(pool)
+        .await?;
+    sqlx::query("INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(hash)
+        .bind(user)
+        .bind(expires_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Redeems a ticket: deleting it makes it single use on every instance.
+pub async fn redeem_ticket(pool: &PgPool, hash: &[u8]) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > now() RETURNING user_id",
+    )
+    .bind(hash)
+    .fetch_optional(pool)
+    .await
+}
+
+// ---------------------------------------------------------------- jobs
+
+/// Inserts a pending job and its submission row in one transaction.
+pub async fn insert_job(
+    conn: &mut PgConnection,
+    id: Uuid,
+    user: Uuid,
+    video_url: &str,
+    request: &serde_json::Value,
+) -> Result<JobRow, sqlx::Error> {
+    let row: JobRow = sqlx::query_as(concat!(
+        "INSERT INTO clipping_jobs (id, user_id, video_url, request) VALUES ($1, $2, $3, $4) RETURNING ",
+        job_columns!()
+    ))
+    .bind(id)
+    .bind(user)
+    .bind(video_url)
+    .bind(request)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO job_submissions (job_id) VALUES ($1)")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(row)
+}
+
+/// A user's jobs, newest first (at most `limit`).
+pub async fn list_jobs(pool: &PgPool, user: Uuid, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM clipping_jobs WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(user)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One of a user's jobs; `None` for a job of anyone else.
+pub async fn get_job(pool: &PgPool, user: Uuid, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM clipping_jobs WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A job's clips by index.
+pub async fn clips_for_job(
+    conn: impl sqlx::PgExecutor<'_>,
+    job: Uuid,
+) -> Result<Vec<Clip>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        clip_columns!(),
+        " FROM clips WHERE job_id = $1 ORDER BY clip_index"
+    ))
+    .bind(job)
+    .fetch_all(conn)
+    .await
+}
+
+/// Locks a job by the API's id, for the duration of the transaction.
+pub async fn lock_job(conn: &mut PgConnection, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM clipping_jobs WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks a job by the worker's id.
+pub async fn lock_job_by_worker_id(
+    conn: &mut PgConnection,
+    worker_job_id: &str,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM clipping_jobs WHERE worker_job_id = $1 ORDER BY created_at LIMIT 1 FOR UPDATE"
+    ))
+    .bind(worker_job_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a webhook delivery by its id. `false` when the id was already
+/// recorded: the delivery is a duplicate and must change nothing.
+pub async fn insert_receipt(
+    conn: &mut PgConnection,
+    webhook_id: &str,
+    job: Option<Uuid>,
+    event: &str,
+    sequence: Option<i64>,
+    outcome: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO webhook_receipts (webhook_id, job_id, event, sequence, outcome) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (webhook_id) DO NOTHING",
+    )
+    .bind(webhook_id)
+    .bind(job)
+    .bind(event)
+    .bind(sequence)
+    .bind(outcome)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The new values of a job's mutable columns, written by [`update_job`].
+#[derive(Debug, Clone)]
+pub struct JobUpdate<'a> {
+    /// New status.
+    pub status: &'a str,
+    /// The worker's id, kept when already known.
+    pub worker_job_id: Option<&'a str>,
+    /// New progress.
+    pub progress_percent: f64,
+    /// New step text.
+    pub current_step: Option<&'a str>,
+    /// New pipeline status.
+    pub pipeline_status: Option<&'a str>,
+    /// New clip counts.
+    pub clips_completed: i32,
+    /// New clip counts.
+    pub total_clips: i32,
+    /// Error, on failure.
+    pub error: Option<&'a str>,
+    /// From the output, on completion.
+    pub source_video_title: Option<&'a str>,
+    /// From the output.
+    pub source_video_duration_seconds: Option<f64>,
+    /// From the output.
+    pub processing_time_seconds: Option<f64>,
+    /// New highest applied sequence.
+    pub last_sequence: i64,
+}
+
+/// Writes a transition; stamps `completed_at`/`failed_at` on entering those
+/// states and `last_heard_at` always.
+pub async fn update_job(
+    conn: &mut PgConnection,
+    id: Uuid,
+    u: &JobUpdate<'_>,
+) -> Result<JobRow, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "UPDATE clipping_jobs SET status = $2, worker_job_id = COALESCE(worker_job_id, $3), \
+         progress_percent = $4, current_step = $5, pipeline_status = $6, clips_completed = $7, \
+         total_clips = $8, error = COALESCE($9, error), \
+         source_video_title = COALESCE($10, source_video_title), \
+         source_video_duration_seconds = COALESCE($11, source_video_duration_seconds), \
+         processing_time_seconds = COALESCE($12, processing_time_seconds), \
+         last_sequence = $13, last_heard_at = now(), updated_at = now(), \
+         completed_at = CASE WHEN $2 = 'completed' THEN COALESCE(completed_at, now()) ELSE completed_at END, \
+         failed_at = CASE WHEN $2 = 'failed' THEN COALESCE(failed_at, now()) ELSE failed_at END \
+         WHERE id = $1 RETURNING ",
+        job_columns!()
+    ))
+    .bind(id)
+    .bind(u.status)
+    .bind(u.worker_job_id)
+    .bind(u.progress_percent)
+    .bind(u.current_step)
+    .bind(u.pipeline_status)
+    .bind(u.clips_completed)
+    .bind(u.total_clips)
+    .bind(u.error)
+    .bind(u.source_video_title)
+    .bind(u.source_video_duration_seconds)
+    .bind(u.processing_time_seconds)
+    .bind(u.last_sequence)
+    .fetch_one(conn)
+    .await
+}
+
+/// Notes that the worker was heard of (a stale or terminal event still shows
+/// the job is alive), without changing anything else.
+pub async fn touch_job(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE clipping_jobs SET last_heard_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes one clip; a clip already there keeps its row (the first complete
+/// delivery wins, so a repeated `job.completed` cannot rewrite history).
+pub async fn insert_clip(
+    conn: &mut PgConnection,
+    job: Uuid,
+    user: Uuid,
+    clip: &Clip,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO clips (job_id, clip_index, user_id, url, duration_ms, start_time_ms, \
+         end_time_ms, virality_score, layout_type, summary, tags) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT ON CONSTRAINT clips_job_clip_index DO NOTHING",
+    )
+    .bind(job)
+    .bind(clip.clip_index)
+    .bind(user)
+    .bind(&clip.url)
+    .bind(clip.duration_ms)
+    .bind(clip.start_time_ms)
+    .bind(clip.end_time_ms)
+    .bind(clip.virality_score)
+    .bind(&clip.layout_type)
+    .bind(&clip.summary)
+    .bind(&clip.tags)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The NOTIFY channel that wakes every instance's hub.
+pub const EVENTS_CHANNEL: &str = "api_events";
+
+/// Appends a notification to the user's event log under the next number of
+/// the user's counter, and queues a NOTIFY `"{user}:{event_id}"`.
+///
+/// Both happen inside the caller's transaction: PostgreSQL delivers the
+/// NOTIFY only on commit, so nothing is pushed that was not committed. The
+/// counter row stays locked until commit, so a user's events commit in
+/// event-id order and a reader by cursor never skips one.
+/// `message` must be a JSON object; its `eventId` is set here.
+pub async fn append_event(
+    conn: &mut PgConnection,
+    user: Uuid,
+    job: Uuid,
+    message: &serde_json::Value,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH c AS (UPDATE users SET last_event_id = last_event_id + 1 WHERE id = $1 \
+                    RETURNING last_event_id), \
+              e AS (INSERT INTO user_events (user_id, event_id, job_id, message) \
+                    SELECT $1, c.last_event_id, $2, \
+                           jsonb_set($3::jsonb, '{eventId}', to_jsonb(c.last_event_id)) FROM c \
+                    RETURNING event_id) \
+         SELECT e.event_id, pg_notify('api_events', $1::text || ':' || e.event_id)::text FROM e",
+    )
+    .bind(user)
+    .bind(job)
+    .bind(message)
+    .fetch_one(conn)
+    .await
+}
+
+/// One stored notification, its message as JSON text.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    /// The owner.
+    pub user_id: Uuid,
+    /// The per-user number.
+    pub event_id: i64,
+    /// The job it is about.
+    pub job_id: Uuid,
+    /// The WebSocket message.
+    pub message: String,
+}
+
+/// The user's current event counter: the id of their latest event.
+pub async fn last_event_id(pool: &PgPool, user: Uuid) -> Result<i64, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar("SELECT last_event_id FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// A user's events after `after`, in order, at most `limit`.
+pub async fn events_after(
+    pool: &PgPool,
+    user: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT user_id, event_id, job_id, message::text AS message FROM user_events \
+         WHERE user_id = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
+    )
+    .bind(user)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Events of many users at once, each after its own cursor: one round trip
+/// per hub wake-up whatever the number of users.
+pub async fn events_after_many(
+    pool: &PgPool,
+    users: &[Uuid],
+    cursors: &[i64],
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT e.user_id, e.event_id, e.job_id, e.message::text AS message \
+         FROM unnest($1::uuid[], $2::int8[]) AS c(user_id, cursor) \
+         JOIN user_events e ON e.user_id = c.user_id AND e.event_id > c.cursor \
+         ORDER BY e.user_id, e.event_id LIMIT $3",
+    )
+    .bind(users)
+    .bind(cursors)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+// ---------------------------------------------------------------- submission
+
+/// A submission claimed for sending.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedSubmission {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its owner.
+    pub user_id: Uuid,
+    /// The stored worker request (without callback and ids).
+    pub request: serde_json::Value,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+}
+
+/// Claims the most overdue pending submission. The claim is a lease: its
+/// next attempt moves `lease` into the future, so another instance will not
+/// take it meanwhile, and a crash mid-send only delays it (the worker dedupes
+/// a repeated `external_job_id`).
+pub async fn claim_submission(
+    pool: &PgPool,
+    lease: std::time::Duration,
+) -> Result<Option<ClaimedSubmission>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH due AS (SELECT job_id FROM job_submissions \
+                      WHERE state = 'pending' AND next_attempt_at <= now() \
+                      ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED), \
+              s AS (UPDATE job_submissions SET attempts = attempts + 1, updated_at = now(), \
+                       next_attempt_at = now() + make_interval(secs => $1) \
+                    FROM due WHERE job_submissions.job_id = due.job_id \
+                    RETURNING job_submissions.job_id, job_submissions.attempts) \
+         SELECT s.job_id, j.user_id, j.request, s.attempts FROM s \
+         JOIN clipping_jobs j ON j.id = s.job_id",
+    )
+    .bind(lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Schedules another attempt after a failure the worker may recover from.
+pub async fn retry_submission(
+    pool: &PgPool,
+    job: Uuid,
+    delay: std::time::Duration,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE job_submissions SET next_attempt_at = now() + make_interval(secs => $2), \
+         last_error = $3, updated_at = now() WHERE job_id = $1 AND state = 'pending'",
+    )
+    .bind(job)
+    .bind(delay.as_secs_f64())
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Closes a submission as `done` or `failed`.
+pub async fn finish_submission(
+    conn: &mut PgConnection,
+    job: Uuid,
+    state: &str,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE job_submissions SET state = $2, last_error = COALESCE($3, last_error), \
+         updated_at = now() WHERE job_id = $1",
+    )
+    .bind(job)
+    .bind(state)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the worker's acceptance: its job id, and `submitted` unless a
+/// webhook already moved the job further.
+pub async fn mark_submitted(
+    conn: &mut PgConnection,
+    job: Uuid,
+    worker_job_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE clipping_jobs SET worker_job_id = COALESCE(worker_job_id, $2), \
+         status = CASE WHEN status = 'pending' THEN 'submitted' ELSE status END, \
+         last_heard_at = now(), updated_at = now() WHERE id = $1",
+    )
+    .bind(job)
+    .bind(worker_job_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- reconciliation
+
+/// Claims up to `limit` active jobs not heard of for `stale_after`, stamping
+/// them as heard so that the next round (on any instance) skips them.
+pub async fn claim_stale_jobs(
+    pool: &PgPool,
+    stale_after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE clipping_jobs SET last_heard_at = now() WHERE id IN ( \
+             SELECT id FROM clipping_jobs \
+             WHERE status IN ('submitted', 'processing') AND worker_job_id IS NOT NULL \
+               AND (last_heard_at IS NULL OR last_heard_at < now() - make_interval(secs => $1)) \
+             ORDER BY last_heard_at NULLS FIRST LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, worker_job_id",
+    )
+    .bind(stale_after.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
