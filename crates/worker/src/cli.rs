@@ -122,6 +122,19 @@ fn receive(verifier: &Verifier, headers: &HeaderMap, body: &[u8]) -> axum::respo
 
 /// `clipping-worker webhooks list`.
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
+    match print_list(args).await {
+        // `webhooks list | head` closes the pipe early: not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn print_list(args: ListArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.data_dir).await?;
     let rows = store
         .list_deliveries(&DeliveryFilter {

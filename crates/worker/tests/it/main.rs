@@ -1,1 +1,6 @@
-//! Integration tests of clipping-worker.
+//! Integration tests of clipping-worker: real HTTP on loopback, a verifying
+//! receiver on port 0, and real processes where the test is about processes.
+
+mod delivery;
+mod events;
+mod helpers;

@@ -1,0 +1,273 @@
+//! The sender against receivers that fail, hang, ask to wait or say gone.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use webhook_types::Event;
+
+use crate::helpers::{Received, Receiver, Reply, job, spawn_app};
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_honours_retry_after() {
+    // The first attempt of job.started is told to come back in 1 s; the
+    // schedule alone would retry within 20 ms.
+    let mut rx = Receiver::start(|r| {
+        if r.payload().event == Event::Started && r.attempt == 1 {
+            Reply {
+                status: 503,
+                retry_after: Some("1".into()),
+                hang: None,
+            }
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let app = spawn_app(|_| {}).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=r", &rx.url("/r"), 1))
+        .await;
+    let got = rx.until_terminal(&job_id, T).await;
+    let started: Vec<&Received> = got
+        .iter()
+        .filter(|r| r.payload().event == Event::Started)
+        .collect();
+    assert_eq!(started.len(), 2, "one failure, one success");
+    let (first, second) = (started[0], started[1]);
+    assert_eq!(first.answered, 503);
+    assert!(second.ok());
+    assert_eq!(
+        first.webhook_id(),
+        second.webhook_id(),
+        "same webhook-id on retry"
+    );
+    assert_eq!(first.body, second.body, "same bytes on retry");
+    let t1: i64 = first.header("webhook-timestamp").parse().unwrap();
+    let t2: i64 = second.header("webhook-timestamp").parse().unwrap();
+    assert!(t2 > t1, "a fresh timestamp per attempt ({t1} then {t2})");
+    assert!(first.verified && second.verified);
+    let gap = second.at - first.at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured (retried after {gap:?})"
+    );
+    // Nothing of the job arrived before job.started was delivered.
+    assert!(got[0].payload().event == Event::Started && got[1].payload().event == Event::Started);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gone_stops_the_retries_and_exhausted_retries_fail() {
+    let mut rx = Receiver::start(|r| match r.payload().event {
+        Event::Started => Reply::status(410),
+        Event::Completed => Reply::status(500),
+        _ => Reply::status(200),
+    })
+    .await;
+    let app = spawn_app(|c| c.retry_schedule = "0,20ms,20ms".parse().unwrap()).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=g", &rx.url("/g"), 1))
+        .await;
+    let ledger = app
+        .wait_for_ledger(&job_id, T, |l| {
+            l.last()
+                .is_some_and(|d| d["event"] == "job.completed" && d["status"] == "failed")
+        })
+        .await;
+    let started = &ledger[0];
+    assert_eq!(started["event"], "job.started");
+    assert_eq!(started["status"], "failed");
+    assert_eq!(started["attempt_count"], 1, "410 is not retried");
+    assert_eq!(started["attempts"][0]["status_code"], 410);
+    let completed = ledger.last().unwrap();
+    assert_eq!(
+        completed["attempt_count"], 3,
+        "the whole schedule, then failed"
+    );
+    assert_eq!(completed["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(completed["last_error"], "HTTP 500");
+    // The receiver saw job.started once and job.completed three times.
+    let got = rx.drain_for(Duration::from_millis(300)).await;
+    let count = |e: Event| got.iter().filter(|r| r.payload().event == e).count();
+    assert_eq!(count(Event::Started), 1);
+    assert_eq!(count(Event::Completed), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_does_not_hold_up_other_jobs() {
+    let mut rx = Receiver::start(|r| {
+        if r.path == "/hang" {
+            Reply {
+                status: 200,
+                retry_after: None,
+                hang: Some(Duration::from_secs(30)),
+            }
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let app = spawn_app(|c| {
+        c.webhook_timeout_ms = 300;
+        c.retry_schedule = "0,50ms,50ms,50ms,50ms,50ms,50ms,50ms".parse().unwrap();
+    })
+    .await;
+    let stuck = app
+        .submit_ok(job("https://youtube.com/watch?v=h", &rx.url("/hang"), 2))
+        .await;
+    // Let the stuck job's first attempt start hanging.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let began = Instant::now();
+    let healthy = app
+        .submit_ok(job("https://youtube.com/watch?v=f", &rx.url("/fine"), 2))
+        .await;
+    let got = rx.until_terminal(&healthy, T).await;
+    let took = began.elapsed();
+    assert!(got.iter().all(|r| r.path == "/fine"));
+    assert!(
+        took < Duration::from_secs(3),
+        "the healthy job's events took {took:?}"
+    );
+    // The stuck job is still on its first event, timing out.
+    let ledger = app
+        .wait_for_ledger(&stuck, T, |l| {
+            l[0]["attempts"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(ledger[0]["event"], "job.started");
+    assert_eq!(ledger[0]["status"], "pending");
+    assert_eq!(ledger[0]["attempts"][0]["error"], "timed out after 300 ms");
+    assert!(
+        ledger[1..]
+            .iter()
+            .all(|d| d["attempts"].as_array().unwrap().is_empty()),
+        "later events of the stuck job wait their turn"
+    );
+    app.stop().await;
+}
+
+/// A receiver that refuses the first `n` attempts of `job.started`, each
+/// after 100 ms, so the refusals take a known minimum time whatever the
+/// jitter draws.
+async fn refusing_started(n: u32) -> Receiver {
+    Receiver::start(move |r| {
+        if r.payload().event == Event::Started && r.attempt <= n {
+            Reply {
+                status: 500,
+                retry_after: None,
+                hang: Some(Duration::from_millis(100)),
+            }
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn later_events_wait_while_an_earlier_one_is_retried() {
+    let mut rx = refusing_started(3).await;
+    // A pipeline of about 420 ms, so events are emitted while job.started is
+    // refused (300 ms or more) and after.
+    let app = spawn_app(|c| c.sim_stage_ms = 60).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=o", &rx.url("/o"), 2))
+        .await;
+    let got = rx.until_terminal(&job_id, T).await;
+    let first_ok = got.iter().position(|r| r.ok()).unwrap();
+    assert_eq!(first_ok, 3, "three refusals, then success");
+    for r in &got[..=first_ok] {
+        assert_eq!(
+            r.payload().event,
+            Event::Started,
+            "nothing overtakes job.started while it is retried"
+        );
+    }
+    let mut last = 0;
+    for r in got.iter().filter(|r| r.ok()) {
+        let s = r.payload().sequence.unwrap();
+        assert!(s > last, "delivered in sequence order");
+        last = s;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn overtaken_progress_is_superseded_but_started_and_terminal_never_are() {
+    let mut rx = refusing_started(3).await;
+    let app = spawn_app(|_| {}).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=s", &rx.url("/s"), 2))
+        .await;
+    // The pipeline (about 70 ms) ends while job.started is still refused
+    // (300 ms or more), so every progress event is overtaken.
+    let got = rx.until_terminal(&job_id, T).await;
+    let ledger = app
+        .wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] != "pending"))
+        .await;
+    let superseded: Vec<u64> = ledger
+        .iter()
+        .filter(|d| d["status"] == "superseded")
+        .map(|d| d["sequence"].as_u64().unwrap())
+        .collect();
+    let progress = ledger
+        .iter()
+        .filter(|d| d["event"] == "job.progress")
+        .count();
+    assert!(progress >= 5);
+    assert_eq!(
+        superseded.len(),
+        progress,
+        "every overtaken progress event was superseded"
+    );
+    for d in &ledger {
+        if d["status"] == "superseded" {
+            assert_eq!(d["event"], "job.progress");
+            assert!(d["attempts"].as_array().unwrap().is_empty(), "never sent");
+        } else {
+            assert_eq!(d["status"], "delivered");
+        }
+    }
+    // The receiver never saw a superseded event, and saw both ends.
+    for r in &got {
+        assert!(!superseded.contains(&r.payload().sequence.unwrap()));
+    }
+    let events: Vec<Event> = got
+        .iter()
+        .filter(|r| r.ok())
+        .map(|r| r.payload().event)
+        .collect();
+    assert_eq!(events.first(), Some(&Event::Started));
+    assert_eq!(events.last(), Some(&Event::Completed));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_can_be_redelivered_with_the_same_webhook_id() {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|_| {}).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=d", &rx.url("/d"), 1))
+        .await;
+    let got = rx.until_terminal(&job_id, T).await;
+    let completed = got.last().unwrap().clone();
+    app.wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] == "delivered"))
+        .await;
+
+    let r = app.redeliver(completed.webhook_id()).await;
+    assert_eq!(r.status(), 202);
+    let again = rx.next(T).await;
+    assert_eq!(again.webhook_id(), completed.webhook_id());
+    assert_eq!(again.body, completed.body);
+    assert_eq!(again.attempt, 2);
+    assert!(again.verified);
+
+    let r = app.redeliver("msg_doesnotexist").await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    app.stop().await;
+}

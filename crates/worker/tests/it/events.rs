@@ -1,0 +1,274 @@
+//! A job's events as a receiver sees them: order, fields, headers, failure
+//! at each stage, throttling and the concurrency bound.
+
+use std::time::Duration;
+
+use webhook_types::{Event, JobState, JobView, PipelineStatus};
+
+use crate::helpers::{Received, Receiver, job, spawn_app};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Checks the per-job rules of contract §2 on the deliveries a receiver
+/// accepted, and returns their payload sequences.
+fn check_rules(got: &[Received]) -> Vec<u64> {
+    let ok: Vec<&Received> = got.iter().filter(|r| r.ok()).collect();
+    let first = ok[0].payload();
+    assert_eq!(first.event, Event::Started);
+    assert_eq!(first.status, PipelineStatus::Downloading);
+    assert_eq!(first.progress_percent.get(), 0.0);
+    assert_eq!(first.sequence, Some(1));
+    let mut last_seq = 0;
+    let mut last_progress = 0.0;
+    for (i, r) in ok.iter().enumerate() {
+        let p = r.payload();
+        let seq = p.sequence.expect("sequence is always set");
+        assert!(
+            seq > last_seq,
+            "sequence must increase: {seq} after {last_seq}"
+        );
+        assert!(
+            p.progress_percent.get() >= last_progress,
+            "progress went down at {seq}"
+        );
+        last_seq = seq;
+        last_progress = p.progress_percent.get();
+        assert_eq!(
+            p.event.is_terminal(),
+            i == ok.len() - 1,
+            "exactly one terminal event, last"
+        );
+        // Headers of contract §2.
+        assert_eq!(r.header("content-type"), "application/json");
+        assert_eq!(
+            r.header("user-agent"),
+            concat!("clipping-worker/", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(r.header("x-webhook-event"), p.event.as_str());
+        assert!(r.webhook_id().starts_with("msg_"), "{}", r.webhook_id());
+        assert!(r.header("webhook-timestamp").parse::<i64>().is_ok());
+        assert!(r.header("webhook-signature").starts_with("v1,"));
+        assert!(r.verified, "every delivery verifies");
+        let text = std::str::from_utf8(&r.body).unwrap();
+        assert!(!text.contains("null"), "no nulls on the wire: {text}");
+        assert!(p.timestamp.to_string().ends_with('Z'));
+    }
+    ok.iter().map(|r| r.payload().sequence.unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_job_reports_every_stage_in_order_and_ends_completed() {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|_| {}).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=1", &rx.url("/hook"), 3))
+        .await;
+
+    let got = rx.until_terminal(&job_id, T).await;
+    let seqs = check_rules(&got);
+    // Without a throttle and with a healthy receiver nothing is dropped.
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+
+    let statuses: Vec<PipelineStatus> = got.iter().map(|r| r.payload().status).collect();
+    for s in [
+        PipelineStatus::Downloading,
+        PipelineStatus::Transcribing,
+        PipelineStatus::Planning,
+        PipelineStatus::Detecting,
+        PipelineStatus::Rendering,
+        PipelineStatus::Uploading,
+        PipelineStatus::Completed,
+    ] {
+        assert!(statuses.contains(&s), "{s} missing from {statuses:?}");
+    }
+    let rendering: Vec<_> = got
+        .iter()
+        .map(|r| r.payload())
+        .filter(|p| p.status == PipelineStatus::Rendering)
+        .collect();
+    assert_eq!(rendering.len(), 3);
+    for (i, p) in rendering.iter().enumerate() {
+        assert_eq!(p.current_step, format!("Rendering clip {}/3...", i + 1));
+        assert_eq!(p.clips_completed, Some(i as u32));
+        assert_eq!(p.total_clips, Some(3));
+    }
+
+    let done = got.last().unwrap().payload();
+    assert_eq!(done.event, Event::Completed);
+    assert_eq!(done.status, PipelineStatus::Completed);
+    assert_eq!(done.progress_percent.get(), 100.0);
+    assert_eq!(done.clips_completed, Some(3));
+    assert_eq!(done.total_clips, Some(3));
+    assert_eq!(done.owner_user_id.as_deref(), Some("user_789"));
+    let out = done.output.as_ref().expect("job.completed carries output");
+    assert_eq!(out.total_clips, 3);
+    assert_eq!(out.clips.len(), 3);
+    assert_eq!(
+        out.clips[1].s3_url,
+        format!("https://viewcreator-media.s3.amazonaws.com/clips/user_789/{job_id}/clip_01.mp4")
+    );
+
+    // The polling fallback agrees.
+    let view: JobView = app.get_job(&job_id).await.json().await.unwrap();
+    assert_eq!(view.status, JobState::Completed);
+    assert_eq!(view.progress_percent.get(), 100.0);
+    assert_eq!(view.output.as_ref(), Some(out));
+    // So does the ledger.
+    let ledger = app
+        .wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] == "delivered"))
+        .await;
+    assert_eq!(ledger.len(), seqs.len());
+    assert_eq!(ledger[0]["attempts"][0]["status_code"], 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_stage_ends_the_job_with_that_stages_error() {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|_| {}).await;
+    let download = app
+        .submit_ok(job("sim://video?fail_at=downloading", &rx.url("/a"), 2))
+        .await;
+    let got = rx.until_terminal(&download, T).await;
+    check_rules(&got);
+    let failed = got.last().unwrap().payload();
+    assert_eq!(failed.event, Event::Failed);
+    assert_eq!(failed.status, PipelineStatus::Failed);
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("Failed to download video: Video is unavailable or private")
+    );
+    // The progress reached: the downloading stage's 5 %.
+    assert_eq!(failed.progress_percent.get(), 5.0);
+    assert!(failed.output.is_none());
+
+    let render = app
+        .submit_ok(job("sim://video?fail_at=rendering", &rx.url("/b"), 2))
+        .await;
+    let got = rx.until_terminal(&render, T).await;
+    check_rules(&got);
+    let failed = got.last().unwrap().payload();
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("Failed to render clip 1/2: encoder error")
+    );
+    assert!(failed.progress_percent.get() >= 50.0);
+    let view: JobView = app.get_job(&render).await.json().await.unwrap();
+    assert_eq!(view.status, JobState::Failed);
+    assert_eq!(view.error, failed.error);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_throttle_sends_at_most_one_progress_per_interval_but_every_status_change() {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|c| {
+        c.progress_interval_ms = 400;
+        c.sim_stage_ms = 20;
+    })
+    .await;
+    // 10 clips rendered 20 ms apart: nine of their ten reports fall inside
+    // one interval after the status change.
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=2", &rx.url("/t"), 10))
+        .await;
+    let got = rx.until_terminal(&job_id, T).await;
+    check_rules(&got);
+    let progress: Vec<_> = got
+        .iter()
+        .map(|r| r.payload())
+        .filter(|p| p.event == Event::Progress)
+        .collect();
+    let rendering = progress
+        .iter()
+        .filter(|p| p.status == PipelineStatus::Rendering)
+        .count();
+    assert!(
+        rendering < 10,
+        "the throttle let {rendering} rendering reports through"
+    );
+    // Every status change went out.
+    let mut statuses: Vec<PipelineStatus> = progress.iter().map(|p| p.status).collect();
+    statuses.dedup();
+    assert_eq!(
+        statuses,
+        [
+            PipelineStatus::Downloading,
+            PipelineStatus::Transcribing,
+            PipelineStatus::Planning,
+            PipelineStatus::Detecting,
+            PipelineStatus::Rendering,
+            PipelineStatus::Uploading,
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_trailing_progress_is_sent_when_the_interval_ends() {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|c| c.progress_interval_ms = 250).await;
+    // 200 ms per clip. Rendering clip 1/3 goes out at once (status change,
+    // at t); 2/3 comes at t+200, inside the interval, is held and must be
+    // sent at t+250; 3/3 comes at t+400, is held and must be sent at t+500,
+    // before uploading (t+600) would overtake it.
+    let job_id = app
+        .submit_ok(job("sim://video?stage_ms=200", &rx.url("/t"), 3))
+        .await;
+    let got = rx.until_terminal(&job_id, T).await;
+    let steps: Vec<String> = got
+        .iter()
+        .map(|r| r.payload())
+        .filter(|p| p.status == PipelineStatus::Rendering)
+        .map(|p| p.current_step.clone())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "Rendering clip 1/3...",
+            "Rendering clip 2/3...",
+            "Rendering clip 3/3..."
+        ],
+        "held reports are flushed at the end of the interval"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn at_most_max_concurrent_jobs_run_and_the_rest_wait_queued() {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|c| {
+        c.max_concurrent_jobs = 1;
+        c.sim_stage_ms = 15;
+    })
+    .await;
+    let a = app
+        .submit_ok(job("https://youtube.com/watch?v=a", &rx.url("/q"), 1))
+        .await;
+    let b = app
+        .submit_ok(job("https://youtube.com/watch?v=b", &rx.url("/q"), 1))
+        .await;
+    let view: JobView = app.get_job(&b).await.json().await.unwrap();
+    assert_eq!(view.status, JobState::Queued, "b waits while a runs");
+    assert_eq!(view.current_step, "Queued");
+
+    let mut all = Vec::new();
+    while all
+        .iter()
+        .filter(|r: &&Received| r.payload().event.is_terminal())
+        .count()
+        < 2
+    {
+        all.push(rx.next(T).await);
+    }
+    let when = |job: &str, pred: fn(Event) -> bool| {
+        all.iter()
+            .map(|r| r.payload())
+            .find(|p| p.job_id == job && pred(p.event))
+            .unwrap()
+            .timestamp
+    };
+    // b was started only after a had finished.
+    assert!(when(&b, |e| e == Event::Started) >= when(&a, Event::is_terminal));
+    app.stop().await;
+}

@@ -1,0 +1,401 @@
+//! Test fixtures: a worker on port 0 with its own store, and a webhook
+//! receiver on port 0 that verifies every delivery and hands it to the test
+//! through a channel, answering as the test's script says.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::Value;
+use signing::{SecretSet, Verifier};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use webhook_types::{JobView, WebhookPayload};
+use worker::{Application, ServeConfig};
+
+/// The secret every test worker signs with.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A worker running in this process.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The configuration tests start from: fast stages, no throttle, a fast
+/// retry schedule, signed, private callbacks allowed (the receiver is on
+/// loopback).
+pub fn test_config(data_dir: &Path) -> ServeConfig {
+    let mut c = ServeConfig::with_data_dir(data_dir);
+    c.webhook_secret = Some(SecretSet::parse_list(SECRET).unwrap());
+    c.sim_stage_ms = 10;
+    c.progress_interval_ms = 0;
+    c.allow_private_callbacks = true;
+    c.retry_schedule = "0,20ms,20ms,20ms,20ms,20ms".parse().unwrap();
+    c.max_concurrent_jobs = 4;
+    c
+}
+
+/// Starts a worker with a fresh store, after `f` adjusts the configuration.
+pub async fn spawn_app(f: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_in(dir.path(), f).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts a worker on an existing store directory (restarts).
+pub async fn spawn_app_in(data_dir: &Path, f: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let mut config = test_config(data_dir);
+    f(&mut config);
+    let app = Application::build(config).await.expect("the worker builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    let handle = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        data_dir: data_dir.to_owned(),
+        shutdown,
+        handle,
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    /// POSTs a job request as JSON.
+    pub async fn submit(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/ai-clipping/jobs", self.address))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a job and returns its id, asserting the 202.
+    pub async fn submit_ok(&self, body: Value) -> String {
+        let r = self.submit(body).await;
+        assert_eq!(r.status(), 202, "{:?}", r.text().await);
+        let v: Value = r.json().await.unwrap();
+        v["job_id"].as_str().unwrap().to_owned()
+    }
+
+    /// GET of a job.
+    pub async fn get_job(&self, job_id: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/ai-clipping/jobs/{job_id}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The job's delivery ledger.
+    pub async fn webhooks(&self, job_id: &str) -> Value {
+        let r = self
+            .client
+            .get(format!(
+                "{}/ai-clipping/jobs/{job_id}/webhooks",
+                self.address
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Asks for a redelivery.
+    pub async fn redeliver(&self, delivery_id: &str) -> reqwest::Response {
+        self.client
+            .post(format!(
+                "{}/ai-clipping/webhooks/{delivery_id}/redeliver",
+                self.address
+            ))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls the job until `done` holds for it, or panics after `within`.
+    pub async fn wait_for_job(
+        &self,
+        job_id: &str,
+        within: Duration,
+        done: impl Fn(&JobView) -> bool,
+    ) -> JobView {
+        let deadline = Instant::now() + within;
+        loop {
+            let view: JobView = self.get_job(job_id).await.json().await.unwrap();
+            if done(&view) {
+                return view;
+            }
+            assert!(Instant::now() < deadline, "job never got there: {view:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls the ledger until `done` holds for it, or panics after `within`.
+    pub async fn wait_for_ledger(
+        &self,
+        job_id: &str,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.webhooks(job_id).await;
+            let list = v["deliveries"].as_array().unwrap().clone();
+            if done(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ledger never got there: {list:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the worker and waits for it.
+    pub async fn stop(self) -> Option<tempfile::TempDir> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("the worker stops in time")
+            .unwrap()
+            .unwrap();
+        self._dir
+    }
+}
+
+/// A job request with a callback.
+pub fn job(video_url: &str, callback: &str, max_clips: u32) -> Value {
+    serde_json::json!({
+        "video_url": video_url,
+        "callback_url": callback,
+        "max_clips": max_clips,
+        "owner_user_id": "user_789",
+    })
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub payload: Option<WebhookPayload>,
+    /// The signature checked out against [`SECRET`].
+    pub verified: bool,
+    /// 1 for the first time this `webhook-id` arrived, 2 for the second…
+    pub attempt: u32,
+    /// What the receiver answered.
+    pub answered: u16,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn webhook_id(&self) -> &str {
+        self.header("webhook-id")
+    }
+
+    pub fn payload(&self) -> &WebhookPayload {
+        self.payload.as_ref().expect("a webhook payload")
+    }
+
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.answered)
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    /// Wait this long before answering (a hanging receiver).
+    pub hang: Option<Duration>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Reply {
+            status,
+            retry_after: None,
+            hang: None,
+        }
+    }
+}
+
+type Script = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+
+/// A webhook receiver on loopback port 0.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub rx: mpsc::UnboundedReceiver<Received>,
+    script: Arc<RwLock<Script>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+struct ReceiverState {
+    tx: mpsc::UnboundedSender<Received>,
+    script: Arc<RwLock<Script>>,
+    counts: Mutex<HashMap<String, u32>>,
+    verifier: Verifier,
+}
+
+impl Receiver {
+    /// A receiver that answers 200 to everything.
+    pub async fn ok() -> Receiver {
+        Receiver::start(|_| Reply::status(200)).await
+    }
+
+    /// A receiver that answers as `script` says.
+    pub async fn start(script: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Receiver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let script: Arc<RwLock<Script>> = Arc::new(RwLock::new(Arc::new(script)));
+        let state = Arc::new(ReceiverState {
+            tx,
+            script: script.clone(),
+            counts: Mutex::new(HashMap::new()),
+            verifier: Verifier::new(SecretSet::parse_list(SECRET).unwrap()),
+        });
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move { handle(state, uri, headers, body).await }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver {
+            addr,
+            rx,
+            script,
+            _task: task,
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Changes how later requests are answered.
+    pub fn set_script(&self, script: impl Fn(&Received) -> Reply + Send + Sync + 'static) {
+        *self.script.write().unwrap() = Arc::new(script);
+    }
+
+    /// The next request, or panics after `within`.
+    pub async fn next(&mut self, within: Duration) -> Received {
+        tokio::time::timeout(within, self.rx.recv())
+            .await
+            .expect("a webhook arrives in time")
+            .expect("the receiver runs")
+    }
+
+    /// Every request for `job_id` until one answered 2xx carries a terminal
+    /// event (requests for other jobs are dropped).
+    pub async fn until_terminal(&mut self, job_id: &str, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = self.next(left).await;
+            if r.payload.as_ref().is_none_or(|p| p.job_id != job_id) {
+                continue;
+            }
+            let done = r.ok() && r.payload().event.is_terminal();
+            got.push(r);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    /// Everything that arrives within `window`.
+    pub async fn drain_for(&mut self, window: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + window;
+        let mut got = Vec::new();
+        while let Ok(Some(r)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            got.push(r);
+        }
+        got
+    }
+}
+
+async fn handle(
+    state: Arc<ReceiverState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let now = chrono::Utc::now().timestamp();
+    let verified = state
+        .verifier
+        .verify_with(|name| headers.get(name)?.to_str().ok(), &body, now)
+        .is_ok();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let attempt = {
+        let mut counts = state.counts.lock().unwrap();
+        let c = counts.entry(id).or_default();
+        *c += 1;
+        *c
+    };
+    let mut received = Received {
+        path: uri.path().to_owned(),
+        headers: headers.clone(),
+        payload: webhook_types::parse_json(&body).ok(),
+        body,
+        verified,
+        attempt,
+        answered: 0,
+        at: Instant::now(),
+    };
+    let script = state.script.read().unwrap().clone();
+    let reply = script(&received);
+    received.answered = reply.status;
+    let _ = state.tx.send(received);
+    if let Some(hang) = reply.hang {
+        tokio::time::sleep(hang).await;
+    }
+    let mut response = StatusCode::from_u16(reply.status).unwrap().into_response();
+    if let Some(ra) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", ra.parse().unwrap());
+    }
+    response
+}
+
+/// A free loopback port (for worker processes, which need one up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
