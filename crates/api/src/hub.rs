@@ -32,8 +32,10 @@ use uuid::Uuid;
 
 use crate::store::{self, EventRow};
 
-/// Most events read per query.
-const FETCH_PAGE: i64 = 500;
+/// Most events read per query, at most: the page is also capped at the
+/// per-socket queue size, so that one page can never overflow the queue of a
+/// socket that keeps up; only a socket that stopped reading overflows.
+const MAX_FETCH_PAGE: i64 = 500;
 
 /// One committed notification, shared by every subscriber it goes to.
 #[derive(Debug)]
@@ -201,8 +203,9 @@ impl Hub {
 
     /// Hands events (ordered by user, then id) to their subscribers, and
     /// advances cursors. A subscriber whose queue is full is removed and its
-    /// `lagged` token cancelled; the others keep receiving.
-    fn fan_out(&self, events: Vec<EventRow>) {
+    /// `lagged` token cancelled; the others keep receiving. Public so that
+    /// tests can drive sockets without a database.
+    pub fn fan_out(&self, events: Vec<EventRow>) {
         let mut users = self.users.lock().expect("hub lock poisoned");
         for row in events {
             let Some(entry) = users.get_mut(&row.user_id) else {
@@ -271,24 +274,33 @@ impl Hub {
             if users.is_empty() {
                 continue;
             }
-            match store::events_after_many(&pool, &users, &cursors, FETCH_PAGE).await {
+            let page = (self.queue as i64).clamp(1, MAX_FETCH_PAGE);
+            match store::events_after_many(&pool, &users, &cursors, page).await {
                 Ok(rows) => {
-                    let full = rows.len() as i64 == FETCH_PAGE;
+                    let full = rows.len() as i64 == page;
                     // Remember who was fetched so a full page continues with
                     // exactly those users.
                     let touched: HashSet<Uuid> = rows.iter().map(|r| r.user_id).collect();
                     self.fan_out(rows);
                     if full {
-                        let mut d = self.dirty.lock().expect("hub lock poisoned");
-                        d.users.extend(touched);
-                        drop(d);
+                        self.dirty
+                            .lock()
+                            .expect("hub lock poisoned")
+                            .users
+                            .extend(touched);
+                        // A burst: give sockets a moment to drain the page
+                        // before the next one, so only stalled ones overflow.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                         self.wake.notify_one();
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "hub could not read the event log; retrying");
-                    let mut d = self.dirty.lock().expect("hub lock poisoned");
-                    d.users.extend(users);
+                    self.dirty
+                        .lock()
+                        .expect("hub lock poisoned")
+                        .users
+                        .extend(users);
                 }
             }
         }

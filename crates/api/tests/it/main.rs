@@ -1,1 +1,8 @@
-//! placeholder
+//! Integration tests of viewcreator-api: a real service on port 0 over a
+//! fresh PostgreSQL database per test (`#[sqlx::test]`, DATABASE_URL).
+
+mod helpers;
+mod receiver;
+mod rest;
+mod submission;
+mod ws;

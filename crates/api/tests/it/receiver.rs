@@ -1,0 +1,543 @@
+//! `POST /webhooks/clipping`: every answer of the contract's table, and the
+//! state machine as seen from outside.
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+async fn events_of(pool: &PgPool, job: Uuid) -> Vec<Value> {
+    sqlx::query_scalar::<_, Value>(
+        "SELECT message FROM user_events WHERE job_id = $1 ORDER BY event_id",
+    )
+    .bind(job)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn clip_count(pool: &PgPool, job: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM clips WHERE job_id = $1")
+        .bind(job)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn accepted_webhook_moves_the_job_and_answers_received(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+
+    let body = app.deliver(&started(job)).await;
+    assert_eq!(body, json!({"received": true}));
+    let j = app.job_json(&token, job).await;
+    assert_eq!(j["status"], "processing");
+    assert_eq!(j["pipelineStatus"], "downloading");
+    assert_eq!(j["currentStep"], "Starting job processing");
+    assert_eq!(j["workerJobId"], format!("w-{job}"));
+    let events = events_of(&app.pool, job).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "clipping.started");
+    assert_eq!(events[0]["eventId"], 1);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn a_webhook_moves_a_job_that_is_still_pending(pool: PgPool) {
+    // The worker can start before the submitter records its answer.
+    let worker = FakeWorker::start().await;
+    worker.set_mode(Mode::Unavailable);
+    let app = TestApp::spawn_full(pool, worker, |_| {}).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    assert_eq!(app.job_json(&token, job).await["status"], "pending");
+
+    app.deliver(&started(job)).await;
+    let j = app.job_json(&token, job).await;
+    assert_eq!(j["status"], "processing");
+    assert_eq!(j["workerJobId"], format!("w-{job}"));
+
+    // The submitter's late success must not move it back to submitted.
+    app.worker.set_mode(Mode::Accept);
+    wait_until(|| async {
+        sqlx::query_scalar::<_, String>("SELECT state FROM job_submissions WHERE job_id = $1")
+            .bind(job)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+            == "done"
+    })
+    .await;
+    assert_eq!(app.job_json(&token, job).await["status"], "processing");
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn the_same_webhook_id_twice_changes_nothing_twice(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let body = serde_json::to_vec(&started(job)).unwrap();
+
+    let first = app.post_webhook_bytes("msg_same", body.clone()).await;
+    assert_eq!(
+        first.json::<Value>().await.unwrap(),
+        json!({"received": true})
+    );
+    let second = app.post_webhook_bytes("msg_same", body).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        second.json::<Value>().await.unwrap(),
+        json!({"received": true, "duplicate": true})
+    );
+    assert_eq!(events_of(&app.pool, job).await.len(), 1);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn unknown_jobs_are_ignored_whatever_the_id_looks_like(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for ext in [
+        json!(Uuid::new_v4().to_string()),
+        json!("not-a-uuid'; DROP TABLE clipping_jobs; --"),
+        json!("💥"),
+    ] {
+        let mut p = started(Uuid::new_v4());
+        p["external_job_id"] = ext;
+        p["job_id"] = json!("worker-id-nobody-has");
+        let body = app.deliver(&p).await;
+        assert_eq!(body, json!({"received": true, "ignored": "unknown job"}));
+    }
+    // No external id at all, and a worker id nobody has.
+    let mut p = started(Uuid::new_v4());
+    p.as_object_mut().unwrap().remove("external_job_id");
+    assert_eq!(
+        app.deliver(&p).await,
+        json!({"received": true, "ignored": "unknown job"})
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn a_job_is_found_by_worker_id_when_external_id_is_absent(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    wait_until(|| async { app.job_json(&token, job).await["status"] == "submitted" }).await;
+    let mut p = started(job);
+    p.as_object_mut().unwrap().remove("external_job_id");
+    assert_eq!(app.deliver(&p).await, json!({"received": true}));
+    assert_eq!(app.job_json(&token, job).await["status"], "processing");
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn bad_signatures_are_refused_with_401(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let body = serde_json::to_vec(&started(job)).unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    // No headers at all.
+    let r = app.post_webhook_raw(&[], body.clone()).await;
+    assert_eq!(r.status(), 401);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "invalid_signature");
+
+    // Signed with another secret.
+    let other = signing::SecretSet::from(signing::Secret::generate());
+    let h = other.headers("msg_1", now, &body);
+    let r = app
+        .post_webhook_raw(&h.pairs().map(|(k, v)| (k, v.to_owned())), body.clone())
+        .await;
+    assert_eq!(r.status(), 401);
+
+    // Right secret, body changed after signing.
+    let right = signing::SecretSet::parse_list(SECRET).unwrap();
+    let h = right.headers("msg_2", now, &body);
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let r = app
+        .post_webhook_raw(&h.pairs().map(|(k, v)| (k, v.to_owned())), tampered)
+        .await;
+    assert_eq!(r.status(), 401);
+
+    // Right secret, timestamp more than 5 minutes off either way.
+    for ts in [now - 301, now + 301] {
+        let h = right.headers("msg_3", ts, &body);
+        let r = app
+            .post_webhook_raw(&h.pairs().map(|(k, v)| (k, v.to_owned())), body.clone())
+            .await;
+        assert_eq!(r.status(), 401, "timestamp {ts}");
+    }
+    // Nothing was applied.
+    assert_ne!(app.job_json(&token, job).await["status"], "processing");
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn rotated_secrets_both_verify(pool: PgPool) {
+    let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let new = signing::Secret::generate().expose();
+    let list = format!("{new},{old}");
+    let app = TestApp::spawn_with(pool, |c| {
+        c.webhook_secrets = Some(signing::SecretSet::parse_list(&list).unwrap())
+    })
+    .await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let body = serde_json::to_vec(&started(job)).unwrap();
+    let only_old = signing::SecretSet::parse_list(old).unwrap();
+    let h = only_old.headers("msg_old", chrono::Utc::now().timestamp(), &body);
+    let r = app
+        .post_webhook_raw(&h.pairs().map(|(k, v)| (k, v.to_owned())), body)
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn malformed_json_is_400_and_bad_fields_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+
+    for bad in [
+        &b"{not json"[..],
+        b"",
+        b"{\"event\": \"job.started\"",
+        b"{\"event\": 1,}",
+    ] {
+        let r = app
+            .post_webhook_bytes(&signing::new_message_id(), bad.to_vec())
+            .await;
+        assert_eq!(r.status(), 400, "{}", String::from_utf8_lossy(bad));
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "malformed_json");
+    }
+
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            {
+                let mut p = progress(job, 2, 10.0, "x");
+                p["progress_percent"] = json!("ten");
+                p
+            },
+            "progress_percent",
+        ),
+        (
+            {
+                let mut p = progress(job, 2, 10.0, "x");
+                p["progress_percent"] = json!(101);
+                p
+            },
+            "progress_percent",
+        ),
+        (
+            {
+                let mut p = progress(job, 2, 10.0, "x");
+                p["status"] = json!("exploding");
+                p
+            },
+            "status",
+        ),
+        (
+            {
+                // Fits u64, not the database's bigint.
+                let mut p = progress(job, 2, 10.0, "x");
+                p["sequence"] = json!(9223372036854775808u64);
+                p
+            },
+            "sequence",
+        ),
+        (
+            {
+                let mut p = progress(job, 2, 10.0, "x");
+                p["total_clips"] = json!(4_000_000_000u64);
+                p
+            },
+            "total_clips",
+        ),
+        (
+            {
+                let mut p = progress(job, 2, 10.0, "x");
+                p["clips_completed"] = json!(-1);
+                p
+            },
+            "clips_completed",
+        ),
+        (
+            {
+                let mut p = completed(job, 9);
+                p["output"]["clips"][0]["virality_score"] = json!(7);
+                p
+            },
+            "output.clips[0].virality_score",
+        ),
+        (
+            {
+                let mut p = completed(job, 9);
+                p.as_object_mut().unwrap().remove("output");
+                p
+            },
+            "output",
+        ),
+        (
+            {
+                let mut p = progress(job, 2, 10.0, "x");
+                p.as_object_mut().unwrap().remove("job_id");
+                p
+            },
+            "job_id",
+        ),
+    ];
+    for (p, field) in cases {
+        let r = app.post_webhook(&p).await;
+        assert_eq!(r.status(), 422, "{p}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "invalid_field");
+        assert_eq!(e["error"]["field"], field, "{e}");
+    }
+    // Above u64: a wrong type for the field.
+    let body = serde_json::to_string(&progress(job, 2, 10.0, "x"))
+        .unwrap()
+        .replace("\"sequence\":2", "\"sequence\":18446744073709551616");
+    let r = app
+        .post_webhook_bytes(&signing::new_message_id(), body.into_bytes())
+        .await;
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["field"], "sequence");
+    // Numbers too large for any float are a 4xx, never a 500.
+    let body = br#"{"event":"job.progress","timestamp":"2025-01-15T10:30:00Z","job_id":"w","status":"transcribing","progress_percent":1e400,"current_step":"x"}"#;
+    let r = app
+        .post_webhook_bytes(&signing::new_message_id(), body.to_vec())
+        .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert_ne!(app.job_json(&token, job).await["status"], "processing");
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn bodies_over_one_mebibyte_are_413(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut p = progress(Uuid::new_v4(), 2, 10.0, "x");
+    p["current_step"] = json!("a".repeat(1024 * 1024));
+    let r = app.post_webhook(&p).await;
+    assert_eq!(r.status(), 413);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "payload_too_large");
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn hostile_text_is_stored_verbatim(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let steps = [
+        "'; DROP TABLE clipping_jobs; --",
+        "Robert'); DELETE FROM users WHERE ('a'='a",
+        "$1 $$ \\x00 %s %n {{}} \" \\",
+        "Rendering clip 3/5… 🎬 — ünïcödé 字幕 עברית",
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        app.deliver(&progress(job, i as u64 + 2, i as f64, step))
+            .await;
+        assert_eq!(app.job_json(&token, job).await["currentStep"], *step);
+    }
+    // NUL cannot be stored by PostgreSQL: it becomes U+FFFD, not a 500.
+    app.deliver(&progress(job, 20, 50.0, "a\u{0}b")).await;
+    assert_eq!(app.job_json(&token, job).await["currentStep"], "a\u{FFFD}b");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn out_of_order_sequences_are_recorded_but_do_not_move_the_job(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    app.deliver(&started(job)).await;
+    app.deliver(&progress(job, 3, 40.0, "newer")).await;
+    // Sequence 2 arrives late: answered 200, recorded, ignored.
+    assert_eq!(
+        app.deliver(&progress(job, 2, 20.0, "older")).await,
+        json!({"received": true})
+    );
+    let j = app.job_json(&token, job).await;
+    assert_eq!(j["currentStep"], "newer");
+    assert_eq!(j["progressPercent"], 40);
+    let outcome: String = sqlx::query_scalar(
+        "SELECT outcome FROM webhook_receipts WHERE job_id = $1 AND sequence = 2",
+    )
+    .bind(job)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "stale");
+    // Started + one progress push; the stale one pushed nothing.
+    assert_eq!(events_of(&app.pool, job).await.len(), 2);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn legacy_events_without_sequence_apply_in_arrival_order(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let strip = |mut p: Value| {
+        p.as_object_mut().unwrap().remove("sequence");
+        p
+    };
+    app.deliver(&strip(started(job))).await;
+    app.deliver(&strip(progress(job, 0, 30.0, "thirty"))).await;
+    app.deliver(&strip(progress(job, 0, 20.0, "late"))).await;
+    let j = app.job_json(&token, job).await;
+    assert_eq!(j["currentStep"], "late");
+    assert_eq!(j["progressPercent"], 30, "progress never goes back");
+    app.deliver(&strip(completed(job, 0))).await;
+    app.deliver(&strip(progress(job, 0, 50.0, "after the end")))
+        .await;
+    assert_eq!(app.job_json(&token, job).await["status"], "completed");
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn terminal_states_are_final(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let a = app.create_job(&token).await;
+    app.deliver(&started(a)).await;
+    app.deliver(&failed(a, 2, 15.0, "Video is unavailable"))
+        .await;
+    app.deliver(&progress(a, 3, 50.0, "zombie")).await;
+    app.deliver(&completed(a, 4)).await;
+    let j = app.job_json(&token, a).await;
+    assert_eq!(j["status"], "failed");
+    assert_eq!(j["error"], "Video is unavailable");
+    assert_eq!(j["progressPercent"], 15);
+    assert!(j["failedAt"].is_string());
+    assert!(j["completedAt"].is_null());
+    assert_eq!(clip_count(&app.pool, a).await, 0);
+    let types: Vec<_> = events_of(&app.pool, a)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["clipping.started", "clipping.failed"]);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn completion_delivered_twice_writes_one_set_of_clips(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    app.deliver(&started(job)).await;
+    let body = serde_json::to_vec(&completed(job, 5)).unwrap();
+    // Same webhook-id twice, then the same event under new ids (a worker
+    // that re-sent it as a new delivery).
+    for id in ["msg_done", "msg_done", "msg_other", "msg_third"] {
+        let r = app.post_webhook_bytes(id, body.clone()).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(clip_count(&app.pool, job).await, 2);
+    let j = app.job_json(&token, job).await;
+    assert_eq!(j["status"], "completed");
+    assert_eq!(j["progressPercent"], 100);
+    assert_eq!(j["sourceVideoTitle"], "My Amazing Video");
+    assert_eq!(j["sourceVideoDurationSeconds"], 1847.5);
+    assert_eq!(j["processingTimeSeconds"], 482.5);
+    assert_eq!(j["clipsCompleted"], 2);
+    assert_eq!(j["totalClips"], 2);
+    assert_eq!(j["clips"].as_array().unwrap().len(), 2);
+    let completions = events_of(&app.pool, job)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "clipping.completed")
+        .count();
+    assert_eq!(completions, 1);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn clip_urls_are_rewritten_for_the_cdn_in_both_s3_forms(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    app.deliver(&completed(job, 2)).await;
+    let j = app.job_json(&token, job).await;
+    let clips = j["clips"].as_array().unwrap();
+    assert_eq!(
+        clips[0],
+        json!({
+            "clipIndex": 0,
+            "url": format!("https://{CDN}/clips/user_789/abc-123/clip_00.mp4"),
+            "durationMs": 45000, "startTimeMs": 134200, "endTimeMs": 179200,
+            "viralityScore": 0.92, "layoutType": "screen_share",
+            "summary": "Key insight", "tags": ["business", "pricing"]
+        })
+    );
+    assert_eq!(
+        clips[1]["url"],
+        format!("https://{CDN}/clips/user_789/abc-123/clip_01.mp4")
+    );
+    assert!(clips[1]["summary"].is_null());
+    assert_eq!(clips[1]["tags"], json!([]));
+    let done = events_of(&app.pool, job).await.pop().unwrap();
+    assert_eq!(done["type"], "clipping.completed");
+    assert_eq!(done["clipCount"], 2);
+    assert_eq!(done["clips"][0]["url"], clips[0]["url"]);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn progress_without_clip_counts_keeps_the_stored_ones(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let mut p = payload(
+        job,
+        "job.progress",
+        2,
+        "rendering",
+        65.0,
+        "Rendering clip 3/5...",
+    );
+    p["clips_completed"] = json!(2);
+    p["total_clips"] = json!(5);
+    app.deliver(&p).await;
+    app.deliver(&payload(
+        job,
+        "job.progress",
+        3,
+        "rendering",
+        70.0,
+        "Rendering clip 4/5...",
+    ))
+    .await;
+    let j = app.job_json(&token, job).await;
+    assert_eq!(
+        (j["clipsCompleted"].clone(), j["totalClips"].clone()),
+        (json!(2), json!(5))
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn database_unavailable_is_503(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let job = Uuid::new_v4();
+    app.pool.close().await;
+    let r = app.post_webhook(&started(job)).await;
+    assert_eq!(r.status(), 503);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "unavailable");
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn unsigned_webhooks_pass_only_when_explicitly_allowed(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |c| c.webhook_secrets = None).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let r = app
+        .post_webhook_raw(&[], serde_json::to_vec(&started(job)).unwrap())
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.job_json(&token, job).await["status"], "processing");
+}
