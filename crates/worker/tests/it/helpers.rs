@@ -26,6 +26,7 @@ pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    #[allow(dead_code)]
     pub data_dir: PathBuf,
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,

@@ -4,3 +4,5 @@
 mod delivery;
 mod events;
 mod helpers;
+mod intake;
+mod process;

@@ -1,0 +1,372 @@
+//! The worker as a process: killed with SIGKILL and restarted on the same
+//! store, stopped with SIGTERM, and its command-line tools.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use webhook_types::{Event, JobState, JobView};
+
+use crate::helpers::{Received, Receiver, Reply, SECRET, free_port, job};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clipping-worker");
+const T: Duration = Duration::from_secs(15);
+
+/// A `clipping-worker serve` child process.
+struct WorkerProcess {
+    child: Child,
+    address: String,
+}
+
+/// Variables that would change the worker's configuration behind the
+/// test's back.
+const ENV: [&str; 12] = [
+    "WORKER_LISTEN",
+    "WORKER_DATA_DIR",
+    "WEBHOOK_SECRET",
+    "WORKER_ENGINE",
+    "WORKER_MAX_CONCURRENT_JOBS",
+    "WORKER_PROGRESS_INTERVAL_MS",
+    "WORKER_CALLBACK_ALLOW",
+    "WORKER_ALLOW_PRIVATE_CALLBACKS",
+    "WORKER_API_TOKEN",
+    "WORKER_SIM_STAGE_MS",
+    "WORKER_RETRY_SCHEDULE",
+    "LOG_FORMAT",
+];
+
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).kill_on_drop(true);
+    for var in ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Starts `serve` on `data_dir` with test settings: `stage_ms` per simulated
+/// stage, and `extra` flags.
+async fn spawn_worker(data_dir: &Path, stage_ms: u64, extra: &[&str]) -> WorkerProcess {
+    let port = free_port();
+    let stage_ms = stage_ms.to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
+        .unwrap();
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--webhook-secret",
+        SECRET,
+        "--allow-private-callbacks",
+        "--progress-interval-ms",
+        "0",
+        "--sim-stage-ms",
+        &stage_ms,
+    ];
+    args.extend_from_slice(extra);
+    let child = command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("the worker binary starts");
+    let address = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + T;
+    loop {
+        if let Ok(r) = client.get(format!("{address}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker process never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    WorkerProcess { child, address }
+}
+
+impl WorkerProcess {
+    async fn submit(&self, body: serde_json::Value) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/ai-clipping/jobs", self.address))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["job_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn job(&self, job_id: &str) -> JobView {
+        reqwest::Client::new()
+            .get(format!("{}/ai-clipping/jobs/{job_id}", self.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_for(&self, job_id: &str, done: impl Fn(&JobView) -> bool) -> JobView {
+        let deadline = Instant::now() + T;
+        loop {
+            let v = self.job(job_id).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "job never got there: {v:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
+
+fn for_job<'a>(got: &'a [Received], job_id: &str) -> Vec<&'a Received> {
+    got.iter()
+        .filter(|r| r.payload.as_ref().is_some_and(|p| p.job_id == job_id))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut rx = Receiver::start(|_| Reply::status(500)).await;
+    let schedule = [
+        "--retry-schedule",
+        "0,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+    ];
+    let worker = spawn_worker(&dir, 10, &schedule).await;
+    let job_id = worker
+        .submit(job("https://youtube.com/watch?v=k", &rx.url("/k"), 1))
+        .await;
+    // The job ends while every delivery is refused: its terminal event is
+    // stored, pending behind job.started.
+    worker
+        .wait_for(&job_id, |v| v.status == JobState::Completed)
+        .await;
+    let before = rx.drain_for(Duration::from_millis(100)).await;
+    assert!(before.iter().all(|r| !r.ok()));
+    worker.kill().await;
+
+    rx.set_script(|_| Reply::status(200));
+    let worker = spawn_worker(&dir, 10, &schedule).await;
+    let got = rx.until_terminal(&job_id, T).await;
+    let mut all = got.clone();
+    all.extend(rx.drain_for(Duration::from_millis(500)).await);
+    let all = for_job(&all, &job_id);
+    let delivered: Vec<&&Received> = all.iter().filter(|r| r.ok()).collect();
+    let terminal: Vec<_> = delivered
+        .iter()
+        .filter(|r| r.payload().event.is_terminal())
+        .collect();
+    assert_eq!(terminal.len(), 1, "exactly one terminal delivery");
+    assert_eq!(terminal[0].payload().event, Event::Completed);
+    assert_eq!(delivered[0].payload().event, Event::Started);
+    assert_eq!(delivered.last().unwrap().payload().event, Event::Completed);
+    let seqs: Vec<u64> = delivered
+        .iter()
+        .map(|r| r.payload().sequence.unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(delivered.iter().all(|r| r.verified));
+
+    // The ledger tool reads the same store while the worker runs.
+    let completed_id = terminal[0].webhook_id().to_owned();
+    let out = command(&[
+        "webhooks",
+        "list",
+        "--json",
+        "--job",
+        &job_id,
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|d| d["delivery_id"] == completed_id));
+    // And `webhooks redeliver` reaches the running worker through the store.
+    let out = command(&[
+        "webhooks",
+        "redeliver",
+        &completed_id,
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = rx.next(T).await;
+    assert_eq!(again.webhook_id(), completed_id);
+    worker.kill().await;
+}
+
+#[tokio::test]
+async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut rx = Receiver::ok().await;
+    let worker = spawn_worker(&dir, 400, &[]).await;
+    let job_id = worker
+        .submit(job("https://youtube.com/watch?v=m", &rx.url("/m"), 2))
+        .await;
+    let mut before = Vec::new();
+    loop {
+        let r = rx.next(T).await;
+        let transcribing = r.payload().status == webhook_types::PipelineStatus::Transcribing;
+        before.push(r);
+        if transcribing {
+            break;
+        }
+    }
+    worker.kill().await;
+
+    let worker = spawn_worker(&dir, 10, &[]).await;
+    let after = rx.until_terminal(&job_id, T).await;
+    let extra = rx.drain_for(Duration::from_millis(500)).await;
+    assert!(
+        for_job(&extra, &job_id).is_empty(),
+        "nothing after the terminal event: {extra:?}"
+    );
+    let failed = after.last().unwrap().payload();
+    assert_eq!(failed.event, Event::Failed);
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("Job interrupted: the worker restarted while the job was transcribing")
+    );
+    assert_eq!(failed.progress_percent.get(), 15.0, "the progress reached");
+    // Delivery is at least once: an event delivered just before the kill,
+    // whose outcome was not yet committed, comes again after the restart
+    // with the same webhook-id (receivers dedupe on it). Deduplicated, the
+    // sequences run on without a gap.
+    let mut seen = std::collections::HashMap::new();
+    for r in before.iter().chain(after.iter()).filter(|r| r.ok()) {
+        let seq = r.payload().sequence.unwrap();
+        if let Some(prev) = seen.insert(r.webhook_id().to_owned(), seq) {
+            assert_eq!(prev, seq, "a repeat carries the same event");
+        }
+    }
+    let mut seqs: Vec<u64> = seen.values().copied().collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "sequences continue"
+    );
+    let terminals: std::collections::HashSet<&str> = before
+        .iter()
+        .chain(after.iter())
+        .filter(|r| r.payload().event.is_terminal())
+        .map(|r| r.webhook_id())
+        .collect();
+    assert_eq!(terminals.len(), 1, "exactly one terminal event");
+    assert_eq!(worker.job(&job_id).await.status, JobState::Failed);
+    worker.kill().await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_worker_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
+    let pid = worker.child.id().unwrap().to_string();
+    let began = Instant::now();
+    let st = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(st.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), worker.child.wait())
+        .await
+        .expect("the worker stops within its bounds")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(began.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn listen_verifies_and_prints_each_delivery() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut listener = command(&["listen", "--listen", &listen, "--secret", SECRET])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listener.stdout.take().unwrap()).lines();
+    let url = format!("http://{listen}/any/path");
+    let client = reqwest::Client::new();
+    // Wait for it to listen: an unsigned POST is refused with 401.
+    let deadline = Instant::now() + T;
+    loop {
+        match client.post(&url).body("{}").send().await {
+            Ok(r) => {
+                assert_eq!(r.status(), 401, "a bad signature is refused");
+                break;
+            }
+            Err(_) => {
+                assert!(Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
+    let job_id = worker
+        .submit(job("https://youtube.com/watch?v=l", &url, 1))
+        .await;
+    let mut events = Vec::new();
+    while events
+        .last()
+        .is_none_or(|e: &serde_json::Value| e["event"] != "job.completed")
+    {
+        let line = tokio::time::timeout(T, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        events.push(serde_json::from_str(&line).unwrap());
+    }
+    assert_eq!(events[0]["event"], "job.started");
+    for e in &events {
+        assert_eq!(e["verified"], true);
+        assert!(e["webhook_id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(e["payload"]["job_id"], job_id);
+    }
+    worker.kill().await;
+    listener.start_kill().unwrap();
+}
