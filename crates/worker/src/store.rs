@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 use webhook_types::{ClippingJobRequest, Event, JobOutput, JobState, JobView, ProgressPercent};
 
 use crate::clock::{now_ms, timestamp_from_ms};
@@ -23,14 +24,27 @@ use crate::clock::{now_ms, timestamp_from_ms};
 /// The file inside `--data-dir` that holds the store.
 pub const DB_FILE: &str = "worker.db";
 
-/// Handle to the store; cheap to clone (two pool handles).
+/// Handle to the store; cheap to clone (two pool handles and a channel).
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Exactly one connection: every write transaction queues here.
     write: SqlitePool,
     /// Several connections for reads, which WAL lets run beside the writer.
     read: SqlitePool,
+    /// Events to the group-commit writer (see [`Store::record_event`]).
+    events: mpsc::UnboundedSender<EventWrite>,
 }
+
+/// One event waiting for the group-commit writer.
+#[derive(Debug)]
+struct EventWrite {
+    update: JobUpdate,
+    delivery: Option<NewDelivery>,
+    done: oneshot::Sender<Result<(), sqlx::Error>>,
+}
+
+/// Most events committed in one transaction.
+const EVENT_BATCH: usize = 256;
 
 /// A job as stored.
 #[derive(Debug, Clone)]
@@ -303,7 +317,13 @@ impl Store {
             .connect_with(options)
             .await
             .context("failed to open the worker store for reading")?;
-        Ok(Store { write, read })
+        let (events, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_event_writer(write.clone(), rx));
+        Ok(Store {
+            write,
+            read,
+            events,
+        })
     }
 
     /// Whether the store answers (readiness).
@@ -407,54 +427,25 @@ impl Store {
     /// Writes a job's new state and, when it has a callback, the event's
     /// delivery, in one transaction: the outbox row exists before any attempt
     /// and never without the state it reports.
+    ///
+    /// Events of all jobs go through one writer task that commits every event
+    /// waiting at that moment in a single transaction (group commit): under
+    /// load, one commit serves many events, and a lone event still commits at
+    /// once. Returns when this event is committed.
     pub async fn record_event(
         &self,
         update: &JobUpdate,
         delivery: Option<&NewDelivery>,
     ) -> Result<(), sqlx::Error> {
-        let now = now_ms();
-        let mut tx = self.write.begin().await?;
-        let output = update
-            .output
-            .as_ref()
-            .map(|o| serde_json::to_string(o).expect("output serialises"));
-        sqlx::query(
-            "UPDATE jobs SET state = ?, progress_percent = ?, current_step = ?,
-                    clips_completed = ?, total_clips = ?, error = ?, output = ?,
-                    last_sequence = ?, updated_at = ?
-             WHERE job_id = ?",
-        )
-        .bind(update.state.as_str())
-        .bind(update.progress_percent)
-        .bind(&update.current_step)
-        .bind(update.clips_completed)
-        .bind(update.total_clips)
-        .bind(&update.error)
-        .bind(output)
-        .bind(update.sequence as i64)
-        .bind(now)
-        .bind(&update.job_id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(d) = delivery {
-            sqlx::query(
-                "INSERT INTO deliveries (delivery_id, job_id, sequence, event, url, body, status,
-                                         attempt_count, next_attempt_at, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            )
-            .bind(&d.delivery_id)
-            .bind(&d.job_id)
-            .bind(d.sequence as i64)
-            .bind(d.event.as_str())
-            .bind(&d.url)
-            .bind(d.body.as_ref())
-            .bind(d.created_at)
-            .bind(d.created_at)
-            .bind(d.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
+        let (done, result) = oneshot::channel();
+        self.events
+            .send(EventWrite {
+                update: update.clone(),
+                delivery: delivery.cloned(),
+                done,
+            })
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        result.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
     /// Every pending delivery, by job and sequence: what a starting worker
@@ -639,6 +630,84 @@ impl Store {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// The group-commit writer: takes every event waiting, commits them in one
+/// transaction, answers each. If the batch fails, each event is retried on
+/// its own, so one bad event cannot fail its neighbours.
+async fn run_event_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<EventWrite>) {
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
+    while rx.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+        match write_events(&pool, &batch).await {
+            Ok(()) => {
+                for w in batch.drain(..) {
+                    let _ = w.done.send(Ok(()));
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                for w in batch.drain(..) {
+                    let result = write_events(&pool, std::slice::from_ref(&w)).await;
+                    let _ = w.done.send(result);
+                }
+            }
+            Err(e) => {
+                for w in batch.drain(..) {
+                    let _ = w.done.send(Err(sqlx::Error::Protocol(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_events(pool: &SqlitePool, batch: &[EventWrite]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    for EventWrite {
+        update, delivery, ..
+    } in batch
+    {
+        let output = update
+            .output
+            .as_ref()
+            .map(|o| serde_json::to_string(o).expect("output serialises"));
+        sqlx::query(
+            "UPDATE jobs SET state = ?, progress_percent = ?, current_step = ?,
+                    clips_completed = ?, total_clips = ?, error = ?, output = ?,
+                    last_sequence = ?, updated_at = ?
+             WHERE job_id = ?",
+        )
+        .bind(update.state.as_str())
+        .bind(update.progress_percent)
+        .bind(&update.current_step)
+        .bind(update.clips_completed)
+        .bind(update.total_clips)
+        .bind(&update.error)
+        .bind(output)
+        .bind(update.sequence as i64)
+        .bind(now)
+        .bind(&update.job_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(d) = delivery {
+            sqlx::query(
+                "INSERT INTO deliveries (delivery_id, job_id, sequence, event, url, body, status,
+                                         attempt_count, next_attempt_at, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            )
+            .bind(&d.delivery_id)
+            .bind(&d.job_id)
+            .bind(d.sequence as i64)
+            .bind(d.event.as_str())
+            .bind(&d.url)
+            .bind(d.body.as_ref())
+            .bind(d.created_at)
+            .bind(d.created_at)
+            .bind(d.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await
 }
 
 fn decode_err(column: &str, message: impl std::fmt::Display) -> sqlx::Error {

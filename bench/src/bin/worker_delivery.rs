@@ -1,0 +1,264 @@
+//! Benchmark of the worker's webhook delivery path.
+//!
+//! One worker runs in this process (simulated engine, no progress throttle,
+//! private callbacks allowed, signing on) with a loopback receiver that
+//! answers 200 at once. 100 jobs each emit 100 events through the worker's
+//! own reporter (job.started, 98 × job.progress, job.completed): every event
+//! is committed to SQLite with its job update and handed to the sender, as
+//! in production. Two runs:
+//!
+//! - **burst**: all jobs emit as fast as the store commits. Measures the
+//!   throughput of the whole path; progress events that a newer event of
+//!   their job overtakes while queued are superseded (not sent), by design.
+//! - **paced**: the same 10,000 events at a target total rate
+//!   (`--paced-rate`, default 5,000/s). Measures latency under a load the
+//!   worker keeps up with.
+//!
+//! Latency is from the emitting call (which commits the event's row) to the
+//! receiver's arrival time, both read from the same monotonic clock; it is
+//! also shown from the end of that call (commit done).
+//!
+//! Run: `cargo run --release -p bench --bin worker_delivery`
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::HeaderMap;
+use clap::Parser;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use webhook_types::{ClippingJobRequest, JobOutput, PipelineStatus, Timestamp};
+use worker::reporter::{Draft, Reporter, StepReport};
+use worker::store::Inserted;
+use worker::{Application, ServeConfig};
+
+#[derive(Debug, Parser)]
+#[command(about = "Webhook delivery throughput and latency of clipping-worker")]
+struct Args {
+    /// Jobs emitting at once.
+    #[arg(long, default_value_t = 100)]
+    jobs: usize,
+    /// Events per job (started + progress + completed).
+    #[arg(long, default_value_t = 100)]
+    events_per_job: usize,
+    /// Total emission rate of the paced run, events per second.
+    #[arg(long, default_value_t = 5000)]
+    paced_rate: u64,
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// When each event was emitted: (call began, call returned).
+type Emitted = HashMap<String, (Instant, Instant)>;
+
+struct RunResult {
+    name: &'static str,
+    emitted: usize,
+    delivered: usize,
+    wall: Duration,
+    emit_wall: Duration,
+    from_call: Vec<Duration>,
+    from_commit: Vec<Duration>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let receiver = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let tx = tx.clone();
+        async move {
+            let at = Instant::now();
+            if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+                let _ = tx.send((id.to_owned(), at));
+            }
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let callback = format!("http://{}/webhooks/clipping", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let dir = tempfile::tempdir()?;
+    let mut config = ServeConfig::with_data_dir(dir.path());
+    config.webhook_secret = Some(signing::SecretSet::parse_list(SECRET)?);
+    config.allow_private_callbacks = true;
+    config.progress_interval_ms = 0;
+    config.sim_stage_ms = 0;
+    let app = Application::build(config).await?;
+    let state = app.state().clone();
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let mut results = Vec::new();
+    for (name, rate) in [("burst", None), ("paced", Some(args.paced_rate))] {
+        let r = run(name, &state, &callback, &args, rate, &mut rx).await?;
+        results.push(r);
+    }
+    stop.cancel();
+    server.await??;
+
+    println!();
+    println!(
+        "{:<6} {:>8} {:>9} {:>10} {:>12} {:>13} {:>22} {:>22}",
+        "run",
+        "events",
+        "delivered",
+        "wall",
+        "events/s",
+        "deliveries/s",
+        "p50/p99 from call",
+        "p50/p99 from commit"
+    );
+    for r in &results {
+        println!(
+            "{:<6} {:>8} {:>9} {:>8.0}ms {:>12.0} {:>13.0} {:>22} {:>22}",
+            r.name,
+            r.emitted,
+            r.delivered,
+            r.wall.as_secs_f64() * 1000.0,
+            r.emitted as f64 / r.wall.as_secs_f64(),
+            r.delivered as f64 / r.wall.as_secs_f64(),
+            pct(&r.from_call),
+            pct(&r.from_commit),
+        );
+        println!(
+            "       emission alone took {:.0} ms ({:.0} commits/s)",
+            r.emit_wall.as_secs_f64() * 1000.0,
+            r.emitted as f64 / r.emit_wall.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn pct(v: &[Duration]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let mut v = v.to_vec();
+    v.sort();
+    let at = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+    format!(
+        "{:.2}/{:.2} ms",
+        at(0.50).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0
+    )
+}
+
+async fn run(
+    name: &'static str,
+    state: &worker::AppState,
+    callback: &str,
+    args: &Args,
+    rate: Option<u64>,
+    rx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+) -> anyhow::Result<RunResult> {
+    // Create the jobs directly in the store: the benchmark drives the
+    // reporter itself, so the pipeline must not pick them up.
+    let mut rows = Vec::new();
+    for i in 0..args.jobs {
+        let mut req = ClippingJobRequest::new("https://youtube.com/watch?v=bench");
+        req.callback_url = Some(callback.to_owned());
+        req.owner_user_id = Some("user_bench".into());
+        let job_id = format!("{name}-{i:03}");
+        match state.store.insert_job(&job_id, &req).await? {
+            Inserted::Created(row) => rows.push(row),
+            Inserted::Existing(_) => anyhow::bail!("job {job_id} exists"),
+        }
+    }
+    // Per job, one event every `gap` in the paced run.
+    let gap = rate.map(|r| Duration::from_secs_f64(args.jobs as f64 / r as f64));
+    let n = args.events_per_job;
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        let mut reporter = Reporter::for_job(state.store.clone(), state.outbox.clone(), &row);
+        tasks.push(tokio::spawn(async move {
+            let mut emitted = Emitted::new();
+            // Spread the jobs' first events over one gap.
+            let mut next = began + gap.map(|g| g * i as u32 / 100).unwrap_or_default();
+            for k in 0..n {
+                if let Some(g) = gap {
+                    tokio::time::sleep_until(next).await;
+                    next += g;
+                }
+                let draft = if k == 0 {
+                    Draft::Started
+                } else if k == n - 1 {
+                    Draft::Completed(output(reporter.job_id()))
+                } else {
+                    let status = PipelineStatus::ALL[(k * 6 / n).min(5)];
+                    Draft::Progress(StepReport::new(
+                        status,
+                        (k * 99 / n) as f64,
+                        format!("Step {k}"),
+                    ))
+                };
+                let t0 = Instant::now();
+                let e = reporter.emit(draft).await.context("emit")?;
+                let t1 = Instant::now();
+                emitted.insert(e.delivery_id.expect("the job has a callback"), (t0, t1));
+            }
+            Ok::<_, anyhow::Error>(emitted)
+        }));
+    }
+    let mut emitted = Emitted::new();
+    for t in tasks {
+        emitted.extend(t.await??);
+    }
+    let emit_wall = began.elapsed();
+    // Settled: nothing left in the sender's lanes.
+    let mut last_arrival = began;
+    let mut arrivals = HashMap::new();
+    loop {
+        while let Ok((id, at)) = rx.try_recv() {
+            last_arrival = last_arrival.max(at);
+            arrivals.insert(id, at);
+        }
+        if state.outbox.in_memory() == 0 {
+            // One more short wait for requests still on the wire.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while let Ok((id, at)) = rx.try_recv() {
+                last_arrival = last_arrival.max(at);
+                arrivals.insert(id, at);
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let wall = last_arrival.max(began + emit_wall) - began;
+    let mut from_call = Vec::new();
+    let mut from_commit = Vec::new();
+    for (id, at) in &arrivals {
+        if let Some((t0, t1)) = emitted.get(id) {
+            from_call.push(at.saturating_duration_since(*t0));
+            from_commit.push(at.saturating_duration_since(*t1));
+        }
+    }
+    Ok(RunResult {
+        name,
+        emitted: emitted.len(),
+        delivered: from_call.len(),
+        wall,
+        emit_wall,
+        from_call,
+        from_commit,
+    })
+}
+
+/// A small but complete output, as job.completed carries.
+fn output(job_id: &str) -> JobOutput {
+    JobOutput {
+        job_id: job_id.to_owned(),
+        source_video_url: "https://youtube.com/watch?v=bench".into(),
+        source_video_title: "Bench".into(),
+        source_video_duration_seconds: 600.0,
+        total_clips: 0,
+        clips: Vec::new(),
+        transcript_url: None,
+        plan_url: None,
+        processing_time_seconds: 1.0,
+        created_at: Timestamp::now(),
+    }
+}
