@@ -305,7 +305,10 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
-    println!("pool: {pool_size} connections; {} s per measurement", args.secs);
+    println!(
+        "pool: {pool_size} connections; {} s per measurement",
+        args.secs
+    );
     println!();
     println!("| path | senders | webhooks/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");

@@ -128,6 +128,11 @@ impl TestApp {
         }
     }
 
+    /// Stops the service (as Ctrl-C would).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     /// A user and their token, straight through the store.
     pub async fn create_user(&self, email: &str) -> (Uuid, String) {
         api::store::create_user(&self.pool, email, Some("Test"))

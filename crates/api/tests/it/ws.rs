@@ -560,3 +560,96 @@ async fn a_silent_client_is_pinged_then_closed() {
     }
     assert_eq!(pings, 2, "pinged at 20 s and 40 s, closed at 60 s");
 }
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn the_hub_listens_again_after_its_connection_is_killed(pool: PgPool) {
+    // A poll so slow that only NOTIFY can deliver within the test.
+    let app = TestApp::spawn_with(pool, |c| c.tuning.hub_poll = Duration::from_secs(600)).await;
+    let (_, a) = app.create_user("a@example.com").await;
+    let job = app.create_job(&a).await;
+    let mut ws = app.ws_as(&a, "").await;
+    let listeners = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    wait_until(|| async { !listeners().await.is_empty() }).await;
+    let old = listeners().await;
+    for pid in &old {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    wait_until(|| async {
+        let now = listeners().await;
+        !now.is_empty() && now.iter().all(|p| !old.contains(p))
+    })
+    .await;
+    app.deliver(&started(job)).await;
+    let e = next_event(&mut ws, 3).await;
+    assert_eq!(e["jobId"], job.to_string());
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn sockets_close_with_1001_when_the_service_stops(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, a) = app.create_user("a@example.com").await;
+    let mut ws = app.ws_as(&a, "").await;
+    app.stop();
+    let (code, _) = read_until_close(&mut ws, 5).await;
+    assert_eq!(code, Some(CloseCode::Away));
+}
+
+async fn watch(app: &TestApp, job: Uuid, token: &str) -> tokio::task::JoinHandle<String> {
+    let cli = <api::config::Cli as clap::Parser>::try_parse_from([
+        "viewcreator-api",
+        "watch",
+        &job.to_string(),
+        "--token",
+        token,
+        "--url",
+        &app.address,
+    ])
+    .unwrap();
+    tokio::spawn(async move { format!("{:?}", api::cli::run(cli).await.unwrap()) })
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn watch_exits_0_on_completed_and_1_on_failed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, a) = app.create_user("a@example.com").await;
+    let ok = app.create_job(&a).await;
+    let bad = app.create_job(&a).await;
+
+    let watching = watch(&app, ok, &a).await;
+    wait_until(|| async { app.state.hub.connections() == 1 }).await;
+    app.deliver(&started(ok)).await;
+    app.deliver(&progress(ok, 2, 40.0, "Transcribing")).await;
+    app.deliver(&completed(ok, 3)).await;
+    let code = tokio::time::timeout(Duration::from_secs(10), watching)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, format!("{:?}", std::process::ExitCode::SUCCESS));
+
+    let watching = watch(&app, bad, &a).await;
+    wait_until(|| async { app.state.hub.connections() == 1 }).await;
+    app.deliver(&failed(bad, 2, 10.0, "Video is private")).await;
+    let code = tokio::time::timeout(Duration::from_secs(10), watching)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, format!("{:?}", std::process::ExitCode::from(1)));
+
+    // A job already finished: answered from its state, at once.
+    let code = tokio::time::timeout(Duration::from_secs(10), watch(&app, ok, &a).await)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, format!("{:?}", std::process::ExitCode::SUCCESS));
+}
