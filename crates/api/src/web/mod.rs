@@ -1,6 +1,10 @@
-//! `GET /`: the web page. A small placeholder for now, embedded in the
-//! binary so the service ships as one file; the real page is built
-//! separately and replaces `index.html`.
+//! `GET /`: the web page. One HTML file with its CSS and JavaScript inline,
+//! embedded in the binary, so the service ships as one file and the page
+//! needs no build step and loads nothing from the internet.
+//!
+//! The page signs in with an API token (kept in the browser's local
+//! storage), shows the user's jobs from REST, then follows them live over
+//! `/ws` with a single-use ticket, reconnecting with backoff and `since`.
 
 use axum::response::Html;
 

@@ -1,0 +1,8 @@
+//! Full-stack tests: the deployment files against the binaries, both
+//! services together over real HTTP and WebSocket, and the web page in a real
+//! browser.
+
+mod browser;
+mod deploy;
+mod full_stack;
+mod stack;
