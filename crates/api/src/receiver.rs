@@ -9,7 +9,7 @@
 //! 1. lock the job (by our id, else the worker's) — none: unknown job;
 //! 2. decide the transition (pure, [`crate::jobs::decide`]);
 //! 3. record the `webhook-id` with that outcome — already there: duplicate,
-//!    roll back, nothing changes twice;
+//!    nothing is written, nothing changes twice;
 //! 4. write the job, clips and the user's event (with its NOTIFY); commit.
 //!
 //! Locking the job first serialises deliveries of one job, so two copies of
@@ -22,7 +22,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use webhook_types::{Event, ParseError, WebhookPayload};
 
 use crate::AppState;
@@ -201,19 +201,34 @@ pub async fn process(
     ctx: WriteCtx<'_>,
 ) -> Result<Outcome, Error> {
     let mut tx = pool.begin().await?;
+    let outcome = process_in(&mut tx, webhook_id, payload, ctx).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Applies one delivery inside the caller's transaction.
+///
+/// It writes nothing for a duplicate, so the caller may commit whatever the
+/// outcome; this is what lets several deliveries share one transaction and
+/// one commit (group commit), each inside its own savepoint.
+pub async fn process_in(
+    conn: &mut PgConnection,
+    webhook_id: Option<&str>,
+    payload: &WebhookPayload,
+    ctx: WriteCtx<'_>,
+) -> Result<Outcome, Error> {
     let sequence = payload.sequence.map(|s| s as i64);
     let event = payload.event.as_str();
     let webhook_id = webhook_id.map(jobs::pg_text);
 
     let job =
-        jobs::lock_for_change(&mut tx, payload.external_job_id.as_deref(), &payload.job_id).await?;
+        jobs::lock_for_change(conn, payload.external_job_id.as_deref(), &payload.job_id).await?;
     let Some(job) = job else {
         if let Some(id) = &webhook_id
-            && !store::insert_receipt(&mut tx, id, None, event, sequence, "unknown_job").await?
+            && !store::insert_receipt(conn, id, None, event, sequence, "unknown_job").await?
         {
             return Ok(Outcome::Duplicate);
         }
-        tx.commit().await?;
         return Ok(Outcome::UnknownJob);
     };
 
@@ -224,20 +239,19 @@ pub async fn process(
         Decision::Stale => Outcome::Stale,
         Decision::Terminal => Outcome::Terminal,
     };
+    // Recorded before anything is written: a taken id means a duplicate,
+    // and nothing below runs.
     if let Some(id) = &webhook_id
-        && !store::insert_receipt(&mut tx, id, Some(job.id), event, sequence, outcome.as_str())
-            .await?
+        && !store::insert_receipt(conn, id, Some(job.id), event, sequence, outcome.as_str()).await?
     {
-        // Dropping the transaction rolls it back.
         return Ok(Outcome::Duplicate);
     }
     match &decision {
         Decision::Apply(plan) => {
-            jobs::write(&mut tx, &job, &change, plan, ctx).await?;
+            jobs::write(conn, &job, &change, plan, ctx).await?;
         }
-        Decision::Stale => store::touch_job(&mut tx, job.id).await?,
+        Decision::Stale => store::touch_job(conn, job.id).await?,
         Decision::Terminal => {}
     }
-    tx.commit().await?;
     Ok(outcome)
 }
