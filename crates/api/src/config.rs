@@ -246,6 +246,11 @@ pub struct Tuning {
     pub ws_max_per_user: usize,
     /// Most database connections.
     pub db_max_connections: u32,
+    /// Parallel group-commit lanes of the receiver.
+    pub commit_lanes: usize,
+    /// Most webhook deliveries sharing one commit; 1 turns group commit off
+    /// (one transaction per delivery).
+    pub commit_batch: usize,
 }
 
 impl Default for Tuning {
@@ -262,6 +267,8 @@ impl Default for Tuning {
             ws_queue: 256,
             ws_max_per_user: 32,
             db_max_connections: 32,
+            commit_lanes: 4,
+            commit_batch: 64,
         }
     }
 }

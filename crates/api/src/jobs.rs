@@ -314,6 +314,18 @@ pub struct WriteCtx<'a> {
     pub cdn_domain: Option<&'a str>,
 }
 
+/// A notification decided inside a transaction and not yet appended to the
+/// owner's event log.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// The owner, whose counter numbers it.
+    pub user: Uuid,
+    /// The job.
+    pub job: Uuid,
+    /// The message, `eventId` still to be filled in.
+    pub message: serde_json::Value,
+}
+
 /// Performs a decided [`Plan`] in the caller's transaction: updates the job,
 /// writes the clips of a completion, and appends the notification to the
 /// owner's event log (which queues the NOTIFY). Returns the event id, if a
@@ -325,6 +337,25 @@ pub async fn write(
     plan: &Plan,
     ctx: WriteCtx<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
+    match write_job(conn, job, change, plan, ctx).await? {
+        Some(e) => store::append_event(conn, e.user, e.job, &e.message)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The first half of [`write`]: the job row and clips, returning the
+/// notification for the caller to append before commit. Group commit uses it
+/// to append a whole batch's events last, in user order, so that concurrent
+/// batches take user-counter locks in one global order.
+pub async fn write_job(
+    conn: &mut PgConnection,
+    job: &JobRow,
+    change: &Change<'_>,
+    plan: &Plan,
+    ctx: WriteCtx<'_>,
+) -> Result<Option<PendingEvent>, sqlx::Error> {
     let output = change.output;
     let step = pg_text(change.current_step);
     let error = change.error.map(pg_text);
@@ -377,13 +408,11 @@ pub async fn write(
         clips = store::clips_for_job(&mut *conn, job.id).await?;
     }
 
-    let Some(kind) = plan.notify else {
-        return Ok(None);
-    };
-    let message = notification(kind, &updated, clips);
-    store::append_event(conn, job.user_id, job.id, &message)
-        .await
-        .map(Some)
+    Ok(plan.notify.map(|kind| PendingEvent {
+        user: job.user_id,
+        job: job.id,
+        message: notification(kind, &updated, clips),
+    }))
 }
 
 /// The WebSocket message of a notification, the contract's fields; `eventId`

@@ -9,7 +9,7 @@
 //!
 //! Module map: [`config`] (flags), [`error`] (the one error type),
 //! [`auth`] (tokens, tickets, the `AuthUser` extractor), [`receiver`]
-//! (webhooks), [`jobs`] (the state machine), [`store`] (all SQL),
+//! (webhooks) and [`group_commit`] (batching them), [`jobs`] (the state machine), [`store`] (all SQL),
 //! [`submitter`] and [`reconciler`] (talking to the worker), [`hub`] and
 //! [`ws`] (live push), [`rest`] and [`web`] (the browser's API and page),
 //! [`cli`] (the sub-commands).
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod group_commit;
 pub mod hub;
 pub mod jobs;
 pub mod receiver;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub verifier: Option<Arc<Verifier>>,
     /// This instance's WebSocket registry.
     pub hub: Arc<Hub>,
+    /// Applies webhook deliveries, batching concurrent ones into one commit.
+    pub committer: group_commit::Committer,
     /// Wakes the submitter when a job is created here.
     pub submitter_wake: Arc<Notify>,
     /// Renders `/metrics`.
@@ -196,7 +199,14 @@ impl Application {
             .build()
             .context("failed to build the HTTP client")?;
         let hub = Hub::new(config.tuning.ws_queue, config.tuning.ws_max_per_user);
+        let committer = group_commit::Committer::start(
+            pool.clone(),
+            config.media_cdn_domain.clone(),
+            config.tuning.commit_lanes,
+            config.tuning.commit_batch,
+        );
         let state = AppState {
+            committer,
             pool,
             verifier,
             hub,

@@ -4,7 +4,8 @@
 //! over 1 MiB), the signature is verified over those exact bytes before
 //! anything is parsed (401), then the JSON is parsed into types that cannot
 //! hold an invalid state (400/422), and only then does the database see it,
-//! in one transaction per delivery:
+//! in one transaction (which [`crate::group_commit`] may share between
+//! concurrent deliveries):
 //!
 //! 1. lock the job (by our id, else the worker's) — none: unknown job;
 //! 2. decide the transition (pure, [`crate::jobs::decide`]);
@@ -28,7 +29,7 @@ use webhook_types::{Event, ParseError, WebhookPayload};
 use crate::AppState;
 use crate::error::Error;
 use crate::extract::{MAX_BODY, read_limited};
-use crate::jobs::{self, Change, ChangeKind, Decision, WriteCtx};
+use crate::jobs::{self, Change, ChangeKind, Decision, PendingEvent, WriteCtx};
 use crate::store;
 
 /// Longest `webhook-id` we store; Standard Webhooks ids are a few dozen
@@ -115,20 +116,13 @@ pub async fn receive(
         None => None,
     };
 
-    let outcome = process(
-        &state.pool,
-        webhook_id.as_deref(),
-        &payload,
-        WriteCtx {
-            cdn_domain: state.config.media_cdn_domain.as_deref(),
-        },
-    )
-    .await?;
+    let (event, job_id, sequence) = (payload.event, payload.job_id.clone(), payload.sequence);
+    let outcome = state.committer.apply(webhook_id, payload).await?;
     metrics::counter!("api_webhooks_total", "outcome" => outcome.as_str()).increment(1);
     tracing::debug!(
-        event = %payload.event,
-        job_id = %payload.job_id,
-        sequence = ?payload.sequence,
+        %event,
+        %job_id,
+        ?sequence,
         outcome = outcome.as_str(),
         "webhook received"
     );
@@ -209,14 +203,28 @@ pub async fn process(
 /// Applies one delivery inside the caller's transaction.
 ///
 /// It writes nothing for a duplicate, so the caller may commit whatever the
-/// outcome; this is what lets several deliveries share one transaction and
-/// one commit (group commit), each inside its own savepoint.
+/// outcome.
 pub async fn process_in(
     conn: &mut PgConnection,
     webhook_id: Option<&str>,
     payload: &WebhookPayload,
     ctx: WriteCtx<'_>,
 ) -> Result<Outcome, Error> {
+    let (outcome, event) = process_deferred(conn, webhook_id, payload, ctx).await?;
+    if let Some(e) = event {
+        store::append_event(conn, e.user, e.job, &e.message).await?;
+    }
+    Ok(outcome)
+}
+
+/// As [`process_in`], but the notification (if any) is returned instead of
+/// appended: group commit appends a batch's events last, in user order.
+pub async fn process_deferred(
+    conn: &mut PgConnection,
+    webhook_id: Option<&str>,
+    payload: &WebhookPayload,
+    ctx: WriteCtx<'_>,
+) -> Result<(Outcome, Option<PendingEvent>), Error> {
     let sequence = payload.sequence.map(|s| s as i64);
     let event = payload.event.as_str();
     let webhook_id = webhook_id.map(jobs::pg_text);
@@ -227,9 +235,9 @@ pub async fn process_in(
         if let Some(id) = &webhook_id
             && !store::insert_receipt(conn, id, None, event, sequence, "unknown_job").await?
         {
-            return Ok(Outcome::Duplicate);
+            return Ok((Outcome::Duplicate, None));
         }
-        return Ok(Outcome::UnknownJob);
+        return Ok((Outcome::UnknownJob, None));
     };
 
     let change = change_of(payload);
@@ -244,14 +252,15 @@ pub async fn process_in(
     if let Some(id) = &webhook_id
         && !store::insert_receipt(conn, id, Some(job.id), event, sequence, outcome.as_str()).await?
     {
-        return Ok(Outcome::Duplicate);
+        return Ok((Outcome::Duplicate, None));
     }
-    match &decision {
-        Decision::Apply(plan) => {
-            jobs::write(conn, &job, &change, plan, ctx).await?;
+    let pending = match &decision {
+        Decision::Apply(plan) => jobs::write_job(conn, &job, &change, plan, ctx).await?,
+        Decision::Stale => {
+            store::touch_job(conn, job.id).await?;
+            None
         }
-        Decision::Stale => store::touch_job(conn, job.id).await?,
-        Decision::Terminal => {}
-    }
-    Ok(outcome)
+        Decision::Terminal => None,
+    };
+    Ok((outcome, pending))
 }

@@ -541,3 +541,80 @@ async fn unsigned_webhooks_pass_only_when_explicitly_allowed(pool: PgPool) {
     assert_eq!(r.status(), 200);
     assert_eq!(app.job_json(&token, job).await["status"], "processing");
 }
+
+/// Many deliveries at once, duplicates and stale ones among them, across
+/// users and jobs: with group commit on and off, every job ends at its last
+/// sequence, each user's event ids are gap-free, every duplicate is answered
+/// as one.
+async fn concurrent_deliveries(pool: PgPool, batch: usize) {
+    let app = TestApp::spawn_with(pool, |c| c.tuning.commit_batch = batch).await;
+    let mut jobs = Vec::new();
+    for u in 0..3 {
+        let (_, token) = app.create_user(&format!("u{u}@example.com")).await;
+        for _ in 0..4 {
+            jobs.push((token.clone(), app.create_job(&token).await));
+        }
+    }
+    let mut sends = Vec::new();
+    for (_, job) in &jobs {
+        for seq in 2..=11u64 {
+            let body =
+                serde_json::to_vec(&progress(*job, seq, seq as f64 * 5.0, &format!("s{seq}")))
+                    .unwrap();
+            // Every delivery twice under the same id.
+            let id = format!("msg_{job}_{seq}");
+            sends.push((id.clone(), body.clone()));
+            sends.push((id, body));
+        }
+    }
+    let app = &app;
+    let results = futures_util::future::join_all(sends.into_iter().map(|(id, body)| async move {
+        app.post_webhook_bytes(&id, body)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+    }))
+    .await;
+    let duplicates = results.iter().filter(|r| r["duplicate"] == true).count();
+    assert_eq!(duplicates, jobs.len() * 10);
+    for (token, job) in &jobs {
+        let j = app.job_json(token, *job).await;
+        assert_eq!(j["currentStep"], "s11", "{j}");
+        assert_eq!(j["progressPercent"], 55);
+    }
+    let ids: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT user_id, event_id FROM user_events ORDER BY user_id, event_id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let mut expected = 0;
+    let mut user = None;
+    for (u, id) in ids {
+        if user != Some(u) {
+            user = Some(u);
+            expected = 0;
+        }
+        expected += 1;
+        assert_eq!(id, expected, "event ids of a user are gap-free");
+    }
+    let counters: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT u.last_event_id, (SELECT count(*) FROM user_events e WHERE e.user_id = u.id) FROM users u",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    for (last, count) in counters {
+        assert_eq!(last, count);
+    }
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn concurrent_deliveries_with_group_commit(pool: PgPool) {
+    concurrent_deliveries(pool, 64).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn concurrent_deliveries_one_transaction_each(pool: PgPool) {
+    concurrent_deliveries(pool, 1).await;
+}
