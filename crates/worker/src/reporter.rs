@@ -90,6 +90,8 @@ pub struct Emitted {
     pub sequence: u64,
     /// Its delivery id (`webhook-id`), when the job has a callback.
     pub delivery_id: Option<String>,
+    /// When its row was committed (before the sender saw it).
+    pub committed_at: Instant,
 }
 
 /// Why an event was not emitted.
@@ -270,7 +272,7 @@ impl Reporter {
             body,
             created_at: now_ms(),
         });
-        self.store.record_event(&update, delivery.as_ref()).await?;
+        let committed_at = self.store.record_event(&update, delivery.as_ref()).await?;
 
         self.sequence = sequence;
         self.status = Some(status);
@@ -286,6 +288,7 @@ impl Reporter {
         Ok(Emitted {
             sequence,
             delivery_id,
+            committed_at,
         })
     }
 

@@ -9,13 +9,14 @@
 //! of exactly one connection, where they queue fairly in memory; reads use a
 //! separate pool and, thanks to WAL mode, never wait for the writer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row as _, SqlitePool};
+use sqlx::{AssertSqlSafe, Row as _, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use webhook_types::{ClippingJobRequest, Event, JobOutput, JobState, JobView, ProgressPercent};
 
@@ -40,7 +41,7 @@ pub struct Store {
 struct EventWrite {
     update: JobUpdate,
     delivery: Option<NewDelivery>,
-    done: oneshot::Sender<Result<(), sqlx::Error>>,
+    done: oneshot::Sender<Result<tokio::time::Instant, sqlx::Error>>,
 }
 
 /// Most events committed in one transaction.
@@ -299,12 +300,18 @@ impl Store {
             // commit; the outbox promise is about process restarts.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Batched writes use one statement text per batch size.
+            .statement_cache_capacity(512);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            // Checkpoints (which write and fsync the database file) would
+            // otherwise run inside whichever commit crosses the threshold,
+            // stalling every event queued behind it; the checkpointer task
+            // runs them beside the writer instead.
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .context("failed to open the worker store")?;
         sqlx::migrate!("../../migrations/worker")
@@ -319,6 +326,7 @@ impl Store {
             .context("failed to open the worker store for reading")?;
         let (events, rx) = mpsc::unbounded_channel();
         tokio::spawn(run_event_writer(write.clone(), rx));
+        tokio::spawn(run_checkpointer(read.clone()));
         Ok(Store {
             write,
             read,
@@ -431,12 +439,13 @@ impl Store {
     /// Events of all jobs go through one writer task that commits every event
     /// waiting at that moment in a single transaction (group commit): under
     /// load, one commit serves many events, and a lone event still commits at
-    /// once. Returns when this event is committed.
+    /// once. Returns, once this event is committed, the instant the commit
+    /// completed (what delivery latency is measured from).
     pub async fn record_event(
         &self,
         update: &JobUpdate,
         delivery: Option<&NewDelivery>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<tokio::time::Instant, sqlx::Error> {
         let (done, result) = oneshot::channel();
         self.events
             .send(EventWrite {
@@ -459,61 +468,95 @@ impl Store {
             .collect()
     }
 
-    /// Commits a batch of the sender's decisions in one transaction.
+    /// Commits a batch of the sender's decisions in one transaction, with a
+    /// few multi-row statements rather than two statements per decision.
     pub async fn apply_ledger(&self, ops: &[LedgerOp]) -> Result<(), sqlx::Error> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut attempts = Vec::new();
+        // The last decision per delivery wins; a batch is in decision order.
+        let mut latest: HashMap<&str, &LedgerOp> = HashMap::new();
+        let mut superseded = Vec::new();
         for op in ops {
             match op {
-                LedgerOp::Attempt {
+                LedgerOp::Attempt { delivery_id, .. } => {
+                    attempts.push(op);
+                    latest.insert(delivery_id, op);
+                }
+                LedgerOp::Superseded { delivery_id } => superseded.push(delivery_id.as_str()),
+            }
+        }
+        let latest: Vec<&LedgerOp> = latest.into_values().collect();
+        let mut tx = self.write.begin().await?;
+        for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO delivery_attempts
+                     (delivery_id, attempted_at, status_code, error, duration_ms)
+                 VALUES {}",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for op in chunk {
+                if let LedgerOp::Attempt {
                     delivery_id,
                     attempted_at,
                     status_code,
                     error,
                     duration_ms,
+                    ..
+                } = op
+                {
+                    q = q
+                        .bind(delivery_id)
+                        .bind(attempted_at)
+                        .bind(status_code.map(i64::from))
+                        .bind(error)
+                        .bind(*duration_ms as i64);
+                }
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in latest.chunks(ROWS_PER_STATEMENT) {
+            // A manual redelivery may have reset a row meanwhile; only a row
+            // still pending takes the attempt's outcome.
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column2, attempt_count = v.column3,
+                        next_attempt_at = v.column4, last_error = v.column5, updated_at = ?
+                 FROM (VALUES {}) AS v
+                 WHERE deliveries.delivery_id = v.column1 AND deliveries.status = 'pending'",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for op in chunk {
+                if let LedgerOp::Attempt {
+                    delivery_id,
+                    error,
                     status,
                     attempt_count,
                     next_attempt_at,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO delivery_attempts
-                             (delivery_id, attempted_at, status_code, error, duration_ms)
-                         VALUES (?, ?, ?, ?, ?)",
-                    )
-                    .bind(delivery_id)
-                    .bind(attempted_at)
-                    .bind(status_code.map(i64::from))
-                    .bind(error)
-                    .bind(*duration_ms as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                    // A manual redelivery may have reset the row meanwhile;
-                    // only a row still pending takes the attempt's outcome.
-                    sqlx::query(
-                        "UPDATE deliveries SET status = ?, attempt_count = ?, next_attempt_at = ?,
-                                last_error = ?, updated_at = ?
-                         WHERE delivery_id = ? AND status = 'pending'",
-                    )
-                    .bind(status.as_str())
-                    .bind(attempt_count)
-                    .bind(next_attempt_at)
-                    .bind(error)
-                    .bind(now)
-                    .bind(delivery_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                LedgerOp::Superseded { delivery_id } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'superseded', updated_at = ?
-                         WHERE delivery_id = ? AND status = 'pending'",
-                    )
-                    .bind(now)
-                    .bind(delivery_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    ..
+                } = op
+                {
+                    q = q
+                        .bind(delivery_id)
+                        .bind(status.as_str())
+                        .bind(attempt_count)
+                        .bind(next_attempt_at)
+                        .bind(error);
                 }
             }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in superseded.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE deliveries SET status = 'superseded', updated_at = ?
+                 WHERE status = 'pending' AND delivery_id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -632,6 +675,29 @@ impl Store {
     }
 }
 
+/// Copies the WAL into the database file every few hundred milliseconds,
+/// from a read connection, without blocking the writer (`PASSIVE`). Ends when
+/// the store is closed.
+async fn run_checkpointer(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = ?e, "WAL checkpoint failed; will retry");
+        }
+    }
+}
+
 /// The group-commit writer: takes every event waiting, commits them in one
 /// transaction, answers each. If the batch fails, each event is retried on
 /// its own, so one bad event cannot fail its neighbours.
@@ -640,13 +706,16 @@ async fn run_event_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Even
     while rx.recv_many(&mut batch, EVENT_BATCH).await > 0 {
         match write_events(&pool, &batch).await {
             Ok(()) => {
+                let committed = tokio::time::Instant::now();
                 for w in batch.drain(..) {
-                    let _ = w.done.send(Ok(()));
+                    let _ = w.done.send(Ok(committed));
                 }
             }
             Err(_) if batch.len() > 1 => {
                 for w in batch.drain(..) {
-                    let result = write_events(&pool, std::slice::from_ref(&w)).await;
+                    let result = write_events(&pool, std::slice::from_ref(&w))
+                        .await
+                        .map(|()| tokio::time::Instant::now());
                     let _ = w.done.send(result);
                 }
             }
@@ -661,53 +730,77 @@ async fn run_event_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Even
 
 async fn write_events(pool: &SqlitePool, batch: &[EventWrite]) -> Result<(), sqlx::Error> {
     let now = now_ms();
+    // Only the newest state of each job needs writing; a batch is in
+    // emission order, and one job's events come from one task in order.
+    let mut newest: HashMap<&str, &JobUpdate> = HashMap::new();
+    for w in batch {
+        newest.insert(&w.update.job_id, &w.update);
+    }
+    let updates: Vec<&JobUpdate> = newest.into_values().collect();
+    let deliveries: Vec<&NewDelivery> = batch.iter().filter_map(|w| w.delivery.as_ref()).collect();
     let mut tx = pool.begin().await?;
-    for EventWrite {
-        update, delivery, ..
-    } in batch
-    {
-        let output = update
-            .output
-            .as_ref()
-            .map(|o| serde_json::to_string(o).expect("output serialises"));
-        sqlx::query(
-            "UPDATE jobs SET state = ?, progress_percent = ?, current_step = ?,
-                    clips_completed = ?, total_clips = ?, error = ?, output = ?,
-                    last_sequence = ?, updated_at = ?
-             WHERE job_id = ?",
-        )
-        .bind(update.state.as_str())
-        .bind(update.progress_percent)
-        .bind(&update.current_step)
-        .bind(update.clips_completed)
-        .bind(update.total_clips)
-        .bind(&update.error)
-        .bind(output)
-        .bind(update.sequence as i64)
-        .bind(now)
-        .bind(&update.job_id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(d) = delivery {
-            sqlx::query(
-                "INSERT INTO deliveries (delivery_id, job_id, sequence, event, url, body, status,
-                                         attempt_count, next_attempt_at, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            )
-            .bind(&d.delivery_id)
-            .bind(&d.job_id)
-            .bind(d.sequence as i64)
-            .bind(d.event.as_str())
-            .bind(&d.url)
-            .bind(d.body.as_ref())
-            .bind(d.created_at)
-            .bind(d.created_at)
-            .bind(d.created_at)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE jobs SET state = v.column2, progress_percent = v.column3,
+                    current_step = v.column4, clips_completed = v.column5,
+                    total_clips = v.column6, error = v.column7, output = v.column8,
+                    last_sequence = v.column9, updated_at = ?
+             FROM (VALUES {}) AS v
+             WHERE jobs.job_id = v.column1",
+            placeholders(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for u in chunk {
+            let output = u
+                .output
+                .as_ref()
+                .map(|o| serde_json::to_string(o).expect("output serialises"));
+            q = q
+                .bind(&u.job_id)
+                .bind(u.state.as_str())
+                .bind(u.progress_percent)
+                .bind(&u.current_step)
+                .bind(u.clips_completed)
+                .bind(u.total_clips)
+                .bind(&u.error)
+                .bind(output)
+                .bind(u.sequence as i64);
         }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO deliveries (delivery_id, job_id, sequence, event, url, body, status,
+                                     attempt_count, next_attempt_at, created_at, updated_at)
+             VALUES {rows}"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for d in chunk {
+            q = q
+                .bind(&d.delivery_id)
+                .bind(&d.job_id)
+                .bind(d.sequence as i64)
+                .bind(d.event.as_str())
+                .bind(&d.url)
+                .bind(d.body.as_ref())
+                .bind(d.created_at)
+                .bind(d.created_at)
+                .bind(d.created_at);
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// Rows per multi-row statement: well under SQLite's limit of 32,766 bound
+/// parameters, and few distinct statement texts for the statement cache.
+const ROWS_PER_STATEMENT: usize = 128;
+
+/// `(?, ?, …), (?, ?, …)`: `rows` groups of `cols` placeholders.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(", "));
+    vec![row; rows].join(", ")
 }
 
 fn decode_err(column: &str, message: impl std::fmt::Display) -> sqlx::Error {
