@@ -24,6 +24,8 @@
 //! - [`config`] and [`cli`]: the command line; [`startup`]: building and
 //!   stopping the service.
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod cli;
 pub mod clock;

@@ -271,3 +271,50 @@ async fn a_delivery_can_be_redelivered_with_the_same_webhook_id() {
     assert_eq!(body["error"]["code"], "not_found");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_start() {
+    // A receiver that hangs: the attempt in flight at shutdown cannot finish.
+    let mut rx = Receiver::start(|_| Reply {
+        status: 200,
+        retry_after: None,
+        hang: Some(Duration::from_secs(30)),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::helpers::spawn_app_in(dir.path(), |c| c.shutdown_grace_ms = 200).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=z", &rx.url("/z"), 1))
+        .await;
+    app.wait_for_job(&job_id, T, |v| v.status.is_terminal())
+        .await;
+    let first = rx.next(T).await;
+    assert_eq!(first.payload().event, Event::Started);
+    let began = Instant::now();
+    app.stop().await;
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        began.elapsed()
+    );
+
+    // Everything is still there for the next start, which sends it at once.
+    rx.set_script(|_| Reply::status(200));
+    let app = crate::helpers::spawn_app_in(dir.path(), |_| {}).await;
+    let got = rx.until_terminal(&job_id, T).await;
+    let delivered: Vec<Event> = got
+        .iter()
+        .filter(|r| r.ok())
+        .map(|r| r.payload().event)
+        .collect();
+    assert_eq!(delivered.first(), Some(&Event::Started));
+    assert_eq!(delivered.last(), Some(&Event::Completed));
+    let ledger = app
+        .wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] != "pending"))
+        .await;
+    let aborted = ledger[0]["attempts"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(aborted.contains("shut down"), "{aborted}");
+    app.stop().await;
+}

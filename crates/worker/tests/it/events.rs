@@ -272,3 +272,20 @@ async fn at_most_max_concurrent_jobs_run_and_the_rest_wait_queued() {
     assert!(when(&b, |e| e == Event::Started) >= when(&a, Event::is_terminal));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn without_a_secret_webhooks_go_unsigned_but_keep_id_and_timestamp() {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|c| c.webhook_secret = None).await;
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=u", &rx.url("/u"), 1))
+        .await;
+    let got = rx.until_terminal(&job_id, T).await;
+    for r in &got {
+        assert!(r.headers.get("webhook-signature").is_none());
+        assert!(!r.verified);
+        assert!(r.webhook_id().starts_with("msg_"));
+        assert!(r.header("webhook-timestamp").parse::<i64>().is_ok());
+    }
+    app.stop().await;
+}
