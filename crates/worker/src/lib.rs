@@ -9,6 +9,23 @@
 //! worker needs nothing installed and survives restarts without losing an
 //! event.
 //!
+//! Guarantees, and their limits:
+//! - Every event is committed to the store (with the job's new state, in one
+//!   transaction) before its first delivery attempt; a restart loses none and
+//!   resumes pending deliveries at once.
+//! - Delivery is **at least once**: an attempt that succeeded just before a
+//!   crash, whose outcome was not yet committed, is sent again after the
+//!   restart with the same `webhook-id`, which receivers dedupe on. A
+//!   delivery's id *is* its `webhook-id` (`msg_…`).
+//! - Per job, events are delivered in `sequence` order; an overtaken
+//!   `job.progress` is superseded (never sent), the other events never are.
+//! - Every job ends with exactly one terminal event; a job a crash cut short
+//!   mid-pipeline is failed at the next start (see [`jobs`]).
+//! - Callbacks are checked against the policy at submission and again, on
+//!   the resolved address, before every attempt; a refusal at attempt time is
+//!   recorded and retried like a connection error (the DNS answer or the
+//!   configuration may change), until the schedule runs out.
+//!
 //! Map of the crate, following one job:
 //! - [`http`]: the routes; [`error`]: their error shape.
 //! - [`store`]: every query (jobs, outbox, attempts).

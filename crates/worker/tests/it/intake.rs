@@ -387,3 +387,22 @@ async fn the_policy_is_checked_again_before_every_attempt() {
     assert!(got.is_empty(), "nothing reached the receiver: {got:?}");
     strict.stop().await;
 }
+
+#[tokio::test]
+async fn an_allowed_host_name_is_resolved_checked_and_delivered_to() {
+    // The delivery goes through the policy's resolver (a name, not an
+    // address literal) and reaches the receiver on the checked address.
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(|c| {
+        c.allow_private_callbacks = false;
+        c.callback_allow = vec!["localhost".parse().unwrap()];
+    })
+    .await;
+    let callback = format!("http://localhost:{}/named", rx.addr.port());
+    let job_id = app
+        .submit_ok(job("https://youtube.com/watch?v=n", &callback, 1))
+        .await;
+    let got = rx.until_terminal(&job_id, Duration::from_secs(10)).await;
+    assert!(got.iter().all(|r| r.path == "/named" && r.verified));
+    app.stop().await;
+}
