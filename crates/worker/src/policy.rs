@@ -36,6 +36,10 @@ const METADATA: [IpAddr; 2] = [
     IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
 ];
 
+/// How long a name may take to resolve, at submission and before attempts;
+/// the system resolver has no bound of its own.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How an address is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddrClass {
@@ -298,8 +302,13 @@ impl CallbackPolicy {
         name: &str,
         port: u16,
     ) -> Result<Vec<SocketAddr>, PolicyError> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
+        let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
             .await
+            .map_err(|_| PolicyError::Unresolvable {
+                host: name.to_owned(),
+                reason: format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs()),
+            })?;
+        let addrs: Vec<SocketAddr> = lookup
             .map_err(|e| PolicyError::Unresolvable {
                 host: name.to_owned(),
                 reason: e.to_string(),
