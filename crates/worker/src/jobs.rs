@@ -11,7 +11,7 @@
 //! and a re-run would have to report progress going backwards or hide its
 //! first stages. It gets one `job.failed` whose sequence continues after the
 //! last one stored, with the progress it had reached and the error
-//! "Job interrupted: the worker restarted while the job was <stage>".
+//! "Job interrupted: the worker restarted while the job was {stage}".
 //! The submitter can submit the video again (with a new `external_job_id`).
 
 use std::sync::Arc;
