@@ -3,7 +3,8 @@
 //! Measures, against a fresh database on `DATABASE_URL`:
 //!
 //! 1. signed `job.progress` webhooks per second accepted by one in-process
-//!    API instance at 1, 16 and 64 concurrent senders, with p50/p99 latency;
+//!    API instance at 1, 16 and 64 concurrent senders, with p50/p99 latency,
+//!    with group commit (the default) and with one transaction per delivery;
 //! 2. in the same run, the database's own ceiling for the same writes: the
 //!    receiver's transaction (`api::receiver::process`: lock the job, record
 //!    the webhook-id, update the job, append the user's event with its
@@ -287,23 +288,35 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     api::MIGRATOR.run(&pool).await?;
 
-    let config = Config {
-        listen: "127.0.0.1:0".parse()?,
-        database_url: DatabaseUrl("postgres://unused".into()),
-        webhook_secrets: Some(SecretSet::parse_list(SECRET)?),
-        // Nothing is pending, so the submitter never calls it.
-        worker_url: "http://127.0.0.1:9".parse()?,
-        public_url: None,
-        media_cdn_domain: None,
-        allowed_origins: vec![],
-        stale_after: Duration::from_secs(3600),
-        tuning: Tuning::default(),
+    let config = |commit_batch: usize| -> anyhow::Result<Config> {
+        Ok(Config {
+            listen: "127.0.0.1:0".parse()?,
+            database_url: DatabaseUrl("postgres://unused".into()),
+            webhook_secrets: Some(SecretSet::parse_list(SECRET)?),
+            // Nothing is pending, so the submitter never calls it.
+            worker_url: "http://127.0.0.1:9".parse()?,
+            public_url: None,
+            media_cdn_domain: None,
+            allowed_origins: vec![],
+            stale_after: Duration::from_secs(3600),
+            tuning: Tuning {
+                commit_batch,
+                ..Tuning::default()
+            },
+        })
     };
-    let app = api::Application::build_with_pool(config, pool.clone()).await?;
+    // Two instances on the same database: one transaction per delivery, and
+    // group commit (the default).
+    let single = api::Application::build_with_pool(config(1)?, pool.clone()).await?;
+    let single_address = format!("http://127.0.0.1:{}", single.port());
+    let app =
+        api::Application::build_with_pool(config(Tuning::default().commit_batch)?, pool.clone())
+            .await?;
     let port = app.port();
     let address = format!("http://127.0.0.1:{port}");
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let server_single = tokio::spawn(single.run_until_stopped(shutdown.clone()));
 
     println!(
         "pool: {pool_size} connections; {} s per measurement",
@@ -317,16 +330,22 @@ async fn main() -> anyhow::Result<()> {
         let jobs = make_jobs(&pool, c, &format!("db{c}")).await?;
         let db = run_db(&pool, &jobs, args.secs).await;
         println!("{}", db.line("DB ceiling (same transaction, no HTTP)", c));
-        let jobs = make_jobs(&pool, c, &format!("http{c}")).await?;
-        let http = run_http(&address, &jobs, args.secs).await;
-        println!("{}", http.line("receiver (HTTP, signed)", c));
-        let r = (http.count as f64 / http.elapsed.as_secs_f64())
-            / (db.count as f64 / db.elapsed.as_secs_f64());
-        ratio.push((c, r));
+        let jobs = make_jobs(&pool, c, &format!("one{c}")).await?;
+        let one = run_http(&single_address, &jobs, args.secs).await;
+        println!("{}", one.line("receiver, one transaction per delivery", c));
+        let jobs = make_jobs(&pool, c, &format!("gc{c}")).await?;
+        let gc = run_http(&address, &jobs, args.secs).await;
+        println!("{}", gc.line("receiver, group commit (default)", c));
+        let rate = |r: &RunResult| r.count as f64 / r.elapsed.as_secs_f64();
+        ratio.push((c, rate(&one) / rate(&db), rate(&gc) / rate(&db)));
     }
     println!();
-    for (c, r) in ratio {
-        println!("receiver / DB ceiling at {c} senders: {:.0} %", r * 100.0);
+    for (c, one, gc) in ratio {
+        println!(
+            "receiver / DB ceiling at {c} senders: {:.0} % one transaction each, {:.0} % group commit",
+            one * 100.0,
+            gc * 100.0
+        );
     }
     let lat = push_latency(&address, port, &pool, args.latency_samples).await?;
     println!();
@@ -339,6 +358,7 @@ async fn main() -> anyhow::Result<()> {
 
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server_single).await;
     pool.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

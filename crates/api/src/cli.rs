@@ -70,10 +70,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (user_id, token) = store::create_user(&pool, &args.email, args.name.as_deref())
                 .await
                 .context("failed to create the user (is the e-mail already taken?)")?;
-            println!(
-                "{}",
-                serde_json::json!({ "user_id": user_id, "token": token })
-            );
+            /// The contract's line, fields in the contract's order.
+            #[derive(serde::Serialize)]
+            struct Created {
+                user_id: uuid::Uuid,
+                token: String,
+            }
+            println!("{}", serde_json::to_string(&Created { user_id, token })?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch(args) => watch(args).await,
