@@ -10,7 +10,9 @@ use axum::response::IntoResponse;
 use signing::Verifier;
 use webhook_types::ClippingJobRequest;
 
-use crate::config::{ListArgs, ListenArgs, RedeliverArgs, ServeConfig, SubmitArgs};
+use crate::config::{
+    HealthcheckArgs, ListArgs, ListenArgs, RedeliverArgs, ServeConfig, SubmitArgs,
+};
 use crate::http::DeliveryView;
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{DeliveryFilter, Store};
@@ -24,6 +26,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         token.cancel();
     });
     app.run_until_stopped().await
+}
+
+/// `clipping-worker healthcheck`: a 2xx from the readiness URL within three
+/// seconds, or an error (exit 1).
+pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    let status = reqwest::Client::new()
+        .get(&args.url)
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .with_context(|| format!("{} is unreachable", args.url))?
+        .status();
+    anyhow::ensure!(status.is_success(), "{} answered {status}", args.url);
+    Ok(())
 }
 
 /// `clipping-worker submit`: posts a job and prints the answer.

@@ -40,6 +40,17 @@ pub enum Command {
     /// Inspect or act on the webhook delivery ledger in the worker's store.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Exit 0 when a running worker answers its readiness check, 1 otherwise.
+    /// For container health checks, where no HTTP client is installed.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Arguments of `clipping-worker healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The readiness URL to ask.
+    #[arg(long, default_value = "http://127.0.0.1:8000/readyz")]
+    pub url: String,
 }
 
 /// Which pipeline engine does the work.

@@ -14,5 +14,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Listen(args) => worker::cli::listen(args).await,
         Command::Webhooks(WebhooksCommand::List(args)) => worker::cli::list(args).await,
         Command::Webhooks(WebhooksCommand::Redeliver(args)) => worker::cli::redeliver(args).await,
+        Command::Healthcheck(args) => worker::cli::healthcheck(args).await,
     }
 }

@@ -298,6 +298,32 @@ async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart()
 }
 
 #[tokio::test]
+async fn healthcheck_passes_against_a_ready_worker_and_fails_against_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
+    let ready = format!("{}/readyz", worker.address);
+    let ok = command(&["healthcheck", "--url", &ready])
+        .status()
+        .await
+        .unwrap();
+    assert!(ok.success(), "{ok:?}");
+    let missing = format!("{}/no-such-path", worker.address);
+    let not_found = command(&["healthcheck", "--url", &missing])
+        .output()
+        .await
+        .unwrap();
+    assert!(!not_found.status.success());
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("404"));
+    worker.kill().await;
+    let down = command(&["healthcheck", "--url", &ready])
+        .output()
+        .await
+        .unwrap();
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unreachable"));
+}
+
+#[tokio::test]
 async fn sigterm_stops_the_worker_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let mut worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
