@@ -45,6 +45,9 @@ struct Args {
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
+    /// Group-commit lanes of the receiver (default: the service's).
+    #[arg(long)]
+    commit_lanes: Option<usize>,
     /// Webhooks for the push-latency measurement.
     #[arg(long, default_value_t = 500)]
     latency_samples: usize,
@@ -301,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
             stale_after: Duration::from_secs(3600),
             tuning: Tuning {
                 commit_batch,
+                commit_lanes: args.commit_lanes.unwrap_or(Tuning::default().commit_lanes),
                 ..Tuning::default()
             },
         })
@@ -319,8 +323,9 @@ async fn main() -> anyhow::Result<()> {
     let server_single = tokio::spawn(single.run_until_stopped(shutdown.clone()));
 
     println!(
-        "pool: {pool_size} connections; {} s per measurement",
-        args.secs
+        "pool: {pool_size} connections; {} s per measurement; {} group-commit lanes",
+        args.secs,
+        args.commit_lanes.unwrap_or(Tuning::default().commit_lanes)
     );
     println!();
     println!("| path | senders | webhooks/s | p50 ms | p99 ms |");
