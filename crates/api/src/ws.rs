@@ -13,7 +13,6 @@
 //! ahead, behind or lossy (a dropped NOTIFY) without a socket ever noticing.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade, close_code};
@@ -340,6 +339,3 @@ where
     }
     end
 }
-
-/// Shared handle type the hub hands out, re-exported for tests.
-pub type SharedEvent = Arc<HubEvent>;

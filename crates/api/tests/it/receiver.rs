@@ -618,3 +618,19 @@ async fn concurrent_deliveries_with_group_commit(pool: PgPool) {
 async fn concurrent_deliveries_one_transaction_each(pool: PgPool) {
     concurrent_deliveries(pool, 1).await;
 }
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn a_failed_batch_answers_each_delivery_on_its_own(pool: PgPool) {
+    // Concurrent deliveries meet a closed pool: the batch fails, each one is
+    // retried alone and answered 503, none is lost or left hanging.
+    let app = TestApp::spawn(pool).await;
+    app.pool.close().await;
+    let app = &app;
+    let answers = futures_util::future::join_all((0..40).map(|i| async move {
+        app.post_webhook(&progress(Uuid::new_v4(), 2, i as f64, "x"))
+            .await
+            .status()
+    }))
+    .await;
+    assert!(answers.iter().all(|s| *s == 503), "{answers:?}");
+}
