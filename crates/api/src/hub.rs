@@ -278,16 +278,15 @@ impl Hub {
             match store::events_after_many(&pool, &users, &cursors, page).await {
                 Ok(rows) => {
                     let full = rows.len() as i64 == page;
-                    // Remember who was fetched so a full page continues with
-                    // exactly those users.
-                    let touched: HashSet<Uuid> = rows.iter().map(|r| r.user_id).collect();
                     self.fan_out(rows);
                     if full {
+                        // The page may have cut off any of these users, not
+                        // only those it reached: read them all again.
                         self.dirty
                             .lock()
                             .expect("hub lock poisoned")
                             .users
-                            .extend(touched);
+                            .extend(users);
                         // A burst: give sockets a moment to drain the page
                         // before the next one, so only stalled ones overflow.
                         tokio::time::sleep(Duration::from_millis(5)).await;
