@@ -187,10 +187,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// `GET /readyz`: the database answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Error> {
-    sqlx::query("SELECT 1")
-        .execute(&state.pool)
-        .await
-        .map_err(Error::Unavailable)?;
+    store::ping(&state.pool).await.map_err(Error::Unavailable)?;
     Ok(Json(json!({ "status": "ready" })))
 }
 

@@ -168,6 +168,11 @@ impl JobRow {
     }
 }
 
+/// One round trip: is the database there?
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
 // ---------------------------------------------------------------- users
 
 /// Creates a user with one API token; returns the user's id and the token,
