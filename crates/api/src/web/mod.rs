@@ -1,10 +1,7 @@
-//! `GET /`: the web page. One HTML file with its CSS and JavaScript inline,
-//! embedded in the binary, so the service ships as one file and the page
-//! needs no build step and loads nothing from the internet.
-//!
-//! The page signs in with an API token (kept in the browser's local
-//! storage), shows the user's jobs from REST, then follows them live over
-//! `/ws` with a single-use ticket, reconnecting with backoff and `since`.
+//! `GET /`: the web page, embedded in the binary so the service ships as
+//! one file. The page itself (`index.html`) signs in with an API token,
+//! submits jobs through the REST API and follows them over `/ws` with a
+//! ticket, resuming with `since` after a reconnect.
 
 use axum::response::Html;
 
