@@ -477,14 +477,27 @@ pub async fn apply_by_id(
     ctx: WriteCtx<'_>,
 ) -> Result<Option<Decision>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let Some(job) = store::lock_job(&mut tx, id).await? else {
+    let decision = apply_in(&mut tx, id, change, ctx).await?;
+    tx.commit().await?;
+    Ok(decision)
+}
+
+/// As [`apply_by_id`], inside the caller's transaction, so that the caller
+/// can commit other writes with it (the submitter closes its queue row in
+/// the same commit that fails the job).
+pub async fn apply_in(
+    conn: &mut PgConnection,
+    id: Uuid,
+    change: &Change<'_>,
+    ctx: WriteCtx<'_>,
+) -> Result<Option<Decision>, sqlx::Error> {
+    let Some(job) = store::lock_job(conn, id).await? else {
         return Ok(None);
     };
     let decision = decide(&job, change);
     if let Decision::Apply(plan) = &decision {
-        write(&mut tx, &job, change, plan, ctx).await?;
+        write(conn, &job, change, plan, ctx).await?;
     }
-    tx.commit().await?;
     Ok(Some(decision))
 }
 

@@ -184,9 +184,11 @@ impl Submitter {
             output: None,
             worker_job_id: None,
         };
-        jobs::apply_by_id(&self.pool, job, &change, WriteCtx { cdn_domain: None }).await?;
-        let mut conn = self.pool.acquire().await?;
-        store::finish_submission(&mut conn, job, "failed", Some(reason)).await
+        // One commit: the job fails exactly when its submission closes.
+        let mut tx = self.pool.begin().await?;
+        jobs::apply_in(&mut tx, job, &change, WriteCtx { cdn_domain: None }).await?;
+        store::finish_submission(&mut tx, job, "failed", Some(reason)).await?;
+        tx.commit().await
     }
 }
 
