@@ -1,4 +1,5 @@
-//! The sub-commands: `serve`, `migrate`, `users create`, `watch`.
+//! The sub-commands: `serve`, `migrate`, `users create`, `watch`,
+//! `healthcheck`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::config::{Cli, Command, DbArgs, UsersCommand, WatchArgs};
+use crate::config::{Cli, Command, DbArgs, HealthcheckArgs, UsersCommand, WatchArgs};
 use crate::{Application, MIGRATOR, shutdown_signal, store};
 
 /// Sets up logging: `info` for the service, `warn` for one-shot commands,
@@ -80,7 +81,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch(args) => watch(args).await,
+        Command::Healthcheck(args) => healthcheck(args).await,
     }
+}
+
+/// `healthcheck`: success when the readiness URL answers 2xx within three
+/// seconds, failure (exit 1, with the reason) otherwise.
+async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    let url = args.url;
+    let status = reqwest::Client::new()
+        .get(url.clone())
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .with_context(|| format!("{url} is unreachable"))?
+        .status();
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn pool(db: &DbArgs) -> anyhow::Result<sqlx::PgPool> {

@@ -39,6 +39,17 @@ pub enum Command {
     /// Follows a job over the WebSocket with a progress bar; exits 0 when it
     /// completes, 1 when it fails.
     Watch(WatchArgs),
+    /// Exits 0 when a running API answers its readiness check, 1 otherwise.
+    /// For container health checks, where no HTTP client is installed.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Arguments of `healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The readiness URL to ask.
+    #[arg(long, default_value = "http://127.0.0.1:3000/readyz")]
+    pub url: Url,
 }
 
 /// `users` sub-commands.

@@ -165,3 +165,36 @@ async fn health_metrics_and_page(pool: PgPool) {
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "not_found");
 }
+
+fn healthcheck(url: &str) -> api::config::Cli {
+    <api::config::Cli as clap::Parser>::try_parse_from([
+        "viewcreator-api",
+        "healthcheck",
+        "--url",
+        url,
+    ])
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn healthcheck_command_follows_readiness(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ready = format!("{}/readyz", app.address);
+    let code = api::cli::run(healthcheck(&ready)).await.unwrap();
+    assert_eq!(
+        format!("{code:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+    let err = api::cli::run(healthcheck(&format!("{}/nowhere", app.address)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = format!("http://127.0.0.1:{port}/readyz"); // nothing listens there now
+    let err = api::cli::run(healthcheck(&closed)).await.unwrap_err();
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}
