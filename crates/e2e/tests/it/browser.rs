@@ -99,10 +99,10 @@ async fn the_page_follows_a_job_live_and_catches_up_after_an_api_restart() {
     let mut seen = Vec::new();
     let done = loop {
         let v = s.script(JOB_STATE).await.unwrap();
-        if let Some(p) = v["pct"].as_f64() {
-            if seen.last() != Some(&p) {
-                seen.push(p);
-            }
+        if let Some(p) = v["pct"].as_f64()
+            && seen.last() != Some(&p)
+        {
+            seen.push(p);
         }
         if v["badge"] == "completed" && v["clips"] == 2 {
             break v;
