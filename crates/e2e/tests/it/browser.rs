@@ -55,8 +55,9 @@ async fn sign_in(s: &Session, stack: &Stack) {
         .await
         .unwrap();
     s.wait_for(
-        "the submit form after signing in",
-        "return !document.getElementById('submit-card').classList.contains('hidden')",
+        "the submit form after signing in, with the focus on its first field",
+        "return !document.getElementById('submit-card').classList.contains('hidden') \
+                && document.activeElement.id === 'videoUrl'",
         Duration::from_secs(10),
     )
     .await
