@@ -18,11 +18,16 @@ use tokio::process::{Child, Command};
 /// The key W3C WebDriver uses for element references in JSON.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A running `chromedriver`, killed when dropped.
+/// A running `chromedriver`, killed with the browsers it started when
+/// dropped.
 #[derive(Debug)]
 pub struct Driver {
     /// Held so the process lives as long as the driver; `kill_on_drop` ends it.
     _child: Child,
+    /// The process group of `chromedriver` and the browsers it starts. A test
+    /// that panics never reaches `quit`, and killing `chromedriver` alone
+    /// would leave its browser running, so `Drop` ends the whole group.
+    group: Option<u32>,
     /// `http://127.0.0.1:PORT`.
     url: String,
     /// Where Chromium keeps its profile; removed when dropped.
@@ -64,9 +69,11 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("failed to start {driver_path}"))?;
+        let group = child.id();
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -83,6 +90,7 @@ impl Driver {
         }
         Ok(Self {
             _child: child,
+            group,
             url,
             _profile: tempfile::tempdir()?,
         })
@@ -122,6 +130,19 @@ impl Driver {
             http,
             base: format!("{}/session/{id}", self.url),
         })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.group {
+            // The negative id names the group; `kill` keeps this crate free of
+            // a libc dependency.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
