@@ -346,6 +346,22 @@ struct ChannelSocket {
     stalled: bool,
 }
 
+impl ChannelSocket {
+    /// A socket, the receiver of what the loop sends, and the sender of what
+    /// the "client" says.
+    fn new(
+        stalled: bool,
+    ) -> (
+        Self,
+        mpsc::UnboundedReceiver<AxMessage>,
+        mpsc::UnboundedSender<AxMessage>,
+    ) {
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (in_tx, inp) = mpsc::unbounded_channel();
+        (Self { out, inp, stalled }, out_rx, in_tx)
+    }
+}
+
 impl Sink<AxMessage> for ChannelSocket {
     type Error = ();
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
@@ -431,13 +447,7 @@ async fn the_loop_fills_gaps_and_skips_repeats() {
     let log = MemLog(Mutex::new((1..=5).map(|i| row(user, job, i)).collect()));
     let hub = Hub::new(16, 4);
     let sub = hub.subscribe(user, 2).unwrap();
-    let (out_tx, mut out) = mpsc::unbounded_channel();
-    let (_in_tx, inp) = mpsc::unbounded_channel();
-    let socket = ChannelSocket {
-        out: out_tx,
-        inp,
-        stalled: false,
-    };
+    let (socket, mut out, _in_tx) = ChannelSocket::new(false);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run_socket(
         socket,
@@ -475,13 +485,7 @@ async fn the_loop_replays_since_then_filters_by_job() {
     ));
     let hub = Hub::new(16, 4);
     let sub = hub.subscribe(user, 6).unwrap();
-    let (out_tx, mut out) = mpsc::unbounded_channel();
-    let (in_tx, inp) = mpsc::unbounded_channel();
-    let socket = ChannelSocket {
-        out: out_tx,
-        inp,
-        stalled: false,
-    };
+    let (socket, mut out, in_tx) = ChannelSocket::new(false);
     let mut p = params(user, 6);
     p.since = Some(1);
     p.job = Some(mine);
@@ -505,13 +509,7 @@ async fn a_stalled_socket_is_dropped_by_the_hub_and_ends_too_slow() {
     let hub = Hub::new(4, 4);
     let sub = hub.subscribe(user, 0).unwrap();
     let healthy = hub.subscribe(user, 0).unwrap();
-    let (out_tx, _out) = mpsc::unbounded_channel();
-    let (_in_tx, inp) = mpsc::unbounded_channel();
-    let socket = ChannelSocket {
-        out: out_tx,
-        inp,
-        stalled: true,
-    };
+    let (socket, _out, _in_tx) = ChannelSocket::new(true);
     let log = MemLog(Mutex::new(Vec::new()));
     let task = tokio::spawn(run_socket(
         socket,
@@ -534,13 +532,7 @@ async fn a_silent_client_is_pinged_then_closed() {
     let user = Uuid::new_v4();
     let hub = Hub::new(4, 4);
     let sub = hub.subscribe(user, 0).unwrap();
-    let (out_tx, mut out) = mpsc::unbounded_channel();
-    let (_in_tx, inp) = mpsc::unbounded_channel();
-    let socket = ChannelSocket {
-        out: out_tx,
-        inp,
-        stalled: false,
-    };
+    let (socket, mut out, _in_tx) = ChannelSocket::new(false);
     let log = MemLog(Mutex::new(Vec::new()));
     let task = tokio::spawn(run_socket(
         socket,
