@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use signing::SecretSet;
+use url::Url;
 
 use crate::backoff::{DEFAULT_SCHEDULE, RetrySchedule};
 use crate::policy::{AllowRule, CallbackPolicy};
+use crate::storage::StorageTarget;
 use crate::store::DeliveryStatus;
 
 /// clipping-worker: turns long videos into short clips and reports each job's
@@ -171,6 +173,18 @@ pub struct ServeConfig {
     /// in milliseconds; what is left stays in the store for the next start.
     #[arg(long, env = "WORKER_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+
+    /// Where rendered clips, posters, transcripts and plans go: `local`
+    /// (`<data-dir>/media`, served at `GET /media/…`) or `s3://bucket/prefix`
+    /// (credentials, region and endpoint from the standard `AWS_*`
+    /// environment variables).
+    #[arg(long, env = "WORKER_STORAGE", default_value = "local")]
+    pub storage: StorageTarget,
+
+    /// The base of the URLs handed out for local media (what browsers can
+    /// reach); by default `http://<the address listened on>`.
+    #[arg(long, env = "WORKER_PUBLIC_URL")]
+    pub public_url: Option<Url>,
 }
 
 impl ServeConfig {
@@ -192,6 +206,8 @@ impl ServeConfig {
             max_in_flight_deliveries: 256,
             webhook_timeout_ms: 10_000,
             shutdown_grace_ms: 5_000,
+            storage: StorageTarget::Local,
+            public_url: None,
         }
     }
 

@@ -26,6 +26,7 @@ use crate::jobs::JobQueue;
 use crate::pipeline::Engine;
 use crate::policy::CallbackPolicy;
 use crate::sender::{Outbox, QueuedDelivery};
+use crate::storage::{MediaStore, media_router};
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, Inserted, Store};
 
 /// The largest request body accepted (1 MiB); larger is a 413.
@@ -48,11 +49,14 @@ pub struct AppState {
     pub api_token: Option<ApiToken>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Where rendered media goes; its `/media` routes are merged below.
+    pub media: MediaStore,
 }
 
-/// The routes of contract §1.
+/// The routes of contract §1 (`/media/…` only with local storage).
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(media_router(&state.media))
         .route("/ai-clipping/jobs", post(submit_job))
         .route("/ai-clipping/jobs/{job_id}", get(get_job))
         .route("/ai-clipping/jobs/{job_id}/webhooks", get(job_webhooks))

@@ -38,6 +38,8 @@
 //!   throttle.
 //! - [`sender`]: the outbox's delivery lanes, retries ([`backoff`]) and the
 //!   batched ledger; [`policy`]: where callbacks may go.
+//! - [`storage`]: where rendered media goes (a local directory served at
+//!   `/media/…`, or S3) and the URLs handed out for it.
 //! - [`config`] and [`cli`]: the command line; [`startup`]: building and
 //!   stopping the service.
 
@@ -55,6 +57,7 @@ pub mod policy;
 pub mod reporter;
 pub mod sender;
 pub mod startup;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

@@ -8,6 +8,7 @@
 //! `--shutdown-grace-ms`), then the store. Whatever was not delivered stays
 //! pending in the store for the next start.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use url::Url;
 
 use crate::config::{EngineKind, ServeConfig};
 use crate::http::{AppState, router};
@@ -22,6 +24,7 @@ use crate::jobs::{self, RunnerContext};
 use crate::pipeline::Engine;
 use crate::pipeline::simulated::SimulatedEngine;
 use crate::sender::{Outbox, SenderConfig, SenderTasks};
+use crate::storage::{MediaStore, StorageTarget};
 use crate::store::Store;
 use crate::telemetry::metrics_handle;
 
@@ -57,6 +60,15 @@ impl Application {
                 "--allow-private-callbacks: callbacks may target loopback and private networks"
             );
         }
+        // Bound first: the default public URL of local media needs the port.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let public_url = public_url(&config, listener.local_addr()?)?;
+        let media = MediaStore::open(&config.storage, &config.data_dir, &public_url)
+            .await
+            .with_context(|| format!("failed to open the media storage `{}`", config.storage))?;
+        tracing::info!(storage = %config.storage, %public_url, "media storage ready");
         let policy = Arc::new(config.policy());
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let (outbox, sender) = Outbox::start(
@@ -99,9 +111,6 @@ impl Application {
         jobs::recover(&ctx, &queue)
             .await
             .context("failed to recover jobs from the store")?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("failed to listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "clipping-worker ready");
         let state = AppState {
@@ -112,6 +121,7 @@ impl Application {
             policy,
             api_token: config.api_token.clone(),
             metrics: metrics_handle(),
+            media,
         };
         Ok(Application {
             listener,
@@ -180,6 +190,33 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// `--public-url`, or `http://<bound address>` (with a wildcard address
+/// replaced by loopback, the one address sure to reach this host).
+fn public_url(config: &ServeConfig, bound: SocketAddr) -> anyhow::Result<Url> {
+    if let Some(url) = &config.public_url {
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+            anyhow::bail!("--public-url must be an http(s) URL with a host, got `{url}`");
+        }
+        return Ok(url.clone());
+    }
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        addr.set_ip(loopback);
+        if config.storage == StorageTarget::Local {
+            tracing::warn!(
+                %bound,
+                "no --public-url: local media URLs use {addr}, which only this host reaches"
+            );
+        }
+    }
+    Url::parse(&format!("http://{addr}")).context("failed to build the default public URL")
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the one shutdown signal of the process.

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use webhook_types::{JobView, WebhookPayload};
+use worker::storage::MediaStore;
 use worker::{Application, ServeConfig};
 
 /// The secret every test worker signs with.
@@ -28,6 +29,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     #[allow(dead_code)]
     pub data_dir: PathBuf,
+    /// The worker's own media store (what its engine stores through).
+    #[allow(dead_code)]
+    pub media: MediaStore,
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -62,11 +66,13 @@ pub async fn spawn_app_in(data_dir: &Path, f: impl FnOnce(&mut ServeConfig)) -> 
     let app = Application::build(config).await.expect("the worker builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();
+    let media = app.state().media.clone();
     let handle = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
         data_dir: data_dir.to_owned(),
+        media,
         shutdown,
         handle,
         _dir: None,

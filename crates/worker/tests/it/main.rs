@@ -6,3 +6,4 @@ mod events;
 mod helpers;
 mod intake;
 mod process;
+mod storage;
