@@ -631,6 +631,44 @@ mod tests {
     }
 
     #[test]
+    fn the_flags_parse_into_the_serve_config() {
+        use clap::Parser as _;
+
+        use crate::config::{Cli, Command};
+        let serve = |args: &[&str]| {
+            let argv = ["clipping-worker", "serve"].iter().chain(args);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Serve(config)) => Ok(config),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(defaults.storage, StorageTarget::Local);
+        assert_eq!(defaults.public_url, None);
+        let set = serve(&[
+            "--storage",
+            "s3://clips-bucket/prod",
+            "--public-url",
+            "https://media.example.com",
+        ])
+        .unwrap();
+        assert_eq!(
+            set.storage,
+            StorageTarget::S3 {
+                bucket: "clips-bucket".into(),
+                prefix: "prod".into()
+            }
+        );
+        assert_eq!(
+            set.public_url.unwrap().as_str(),
+            "https://media.example.com/"
+        );
+        assert!(serve(&["--storage", "gs://bucket"]).is_err());
+        assert!(serve(&["--public-url", "not a url"]).is_err());
+    }
+
+    #[test]
     fn keys_are_checked() {
         for good in ["a", "clips/user_789/0190-abc/clip_00.mp4", "a/b.c~d-e"] {
             assert!(check_key(good).is_ok(), "{good}");
