@@ -1,8 +1,9 @@
 //! Building, running and stopping the service.
 //!
-//! [`Application::build`] opens the store, starts the sender (which resumes
-//! every pending delivery at once), recovers jobs the last run left behind
-//! and binds the listener; [`Application::run_until_stopped`] serves until the
+//! [`Application::build`] opens the store, binds the listener (the default
+//! `--public-url` needs its port), opens the media storage, starts the
+//! sender (which resumes every pending delivery at once) and recovers jobs
+//! the last run left behind; [`Application::run_until_stopped`] serves until the
 //! shutdown token is cancelled, then stops each part in order: intake first,
 //! then the pipelines, then the sender (in-flight attempts get
 //! `--shutdown-grace-ms`), then the store. Whatever was not delivered stays
