@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -13,6 +14,8 @@ use signing::SecretSet;
 use url::Url;
 
 use crate::backoff::{DEFAULT_SCHEDULE, RetrySchedule};
+use crate::pipeline::ffmpeg::FfmpegConfig;
+use crate::pipeline::ffmpeg::fetch::FetchConfig;
 use crate::policy::{AllowRule, CallbackPolicy};
 use crate::storage::StorageTarget;
 use crate::store::DeliveryStatus;
@@ -58,6 +61,10 @@ pub struct HealthcheckArgs {
 /// Which pipeline engine does the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EngineKind {
+    /// Real clips: downloads the video, analyses it and renders vertical
+    /// clips with `ffmpeg`/`ffprobe` (which must be installed), then stores
+    /// them with `--storage`.
+    Ffmpeg,
     /// Pretends to process videos: each stage sleeps `--sim-stage-ms` and the
     /// output is made up. For demos, tests and load tests only; it never
     /// fetches the video. A `sim://…?fail_at=<stage>` video URL makes it fail
@@ -114,9 +121,10 @@ pub struct ServeConfig {
     #[arg(long, env = "WEBHOOK_SECRET", value_parser = parse_secrets, hide_env_values = true)]
     pub webhook_secret: Option<SecretSet>,
 
-    /// Which pipeline engine does the work. `simulated` is for demos, tests
-    /// and load tests: it fetches nothing and makes up its output.
-    #[arg(long, env = "WORKER_ENGINE", value_enum, default_value = "simulated")]
+    /// Which pipeline engine does the work: `ffmpeg` makes real clips;
+    /// `simulated` is for demos, tests and load tests: it fetches nothing
+    /// and makes up its output.
+    #[arg(long, env = "WORKER_ENGINE", value_enum, default_value = "ffmpeg")]
     pub engine: EngineKind,
 
     /// Jobs processed at once; the rest wait, queued.
@@ -148,6 +156,55 @@ pub struct ServeConfig {
     /// Simulated engine only: how long each stage takes, in milliseconds.
     #[arg(long, env = "WORKER_SIM_STAGE_MS", default_value_t = 300)]
     pub sim_stage_ms: u64,
+
+    /// ffmpeg engine: the `ffmpeg` program.
+    #[arg(long, env = "WORKER_FFMPEG_PATH", default_value = "ffmpeg")]
+    pub ffmpeg_path: PathBuf,
+
+    /// ffmpeg engine: the `ffprobe` program.
+    #[arg(long, env = "WORKER_FFPROBE_PATH", default_value = "ffprobe")]
+    pub ffprobe_path: PathBuf,
+
+    /// ffmpeg engine: a command line that transcribes, split like a shell
+    /// would but run without one; `{input}` becomes a 16 kHz mono WAV of the
+    /// audio and `{output}` the file to write (JSON segments or SRT; the
+    /// same name plus `.json` or `.srt` is read too). Without it, clips are
+    /// planned from sound and picture alone, with no captions.
+    #[arg(long, env = "WORKER_TRANSCRIBER_CMD")]
+    pub transcriber_cmd: Option<String>,
+
+    /// ffmpeg engine: the `yt-dlp` program, to fetch pages of video sites
+    /// (YouTube and the like). yt-dlp makes its own connections, outside the
+    /// callback policy's address checks. Without it such URLs fail.
+    #[arg(long, env = "WORKER_YTDLP_PATH")]
+    pub ytdlp_path: Option<PathBuf>,
+
+    /// ffmpeg engine: accept `file://` video URLs, read from this machine.
+    #[arg(long, env = "WORKER_ALLOW_FILE_URLS")]
+    pub allow_file_urls: bool,
+
+    /// ffmpeg engine: a source video larger than this many bytes fails the
+    /// job.
+    #[arg(long, env = "WORKER_MAX_DOWNLOAD_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_download_bytes: u64,
+
+    /// ffmpeg engine: longest a download may take, in seconds.
+    #[arg(long, env = "WORKER_DOWNLOAD_TIMEOUT_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub download_timeout_secs: u64,
+
+    /// ffmpeg engine: longest any one ffmpeg, ffprobe, yt-dlp or transcriber
+    /// run may take, in seconds.
+    #[arg(long, env = "WORKER_TOOL_TIMEOUT_SECS", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub tool_timeout_secs: u64,
+
+    /// ffmpeg engine: the x264 preset clips are encoded with (`ultrafast`
+    /// … `veryslow`): faster presets make larger files for the same
+    /// quality.
+    #[arg(long, env = "WORKER_X264_PRESET", default_value = "veryfast",
+          value_parser = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])]
+    pub x264_preset: String,
 
     /// Base delays before each delivery attempt, comma-separated (`0`, `50ms`,
     /// `5s`, `2m`, `1h`); its length is the number of attempts. Each delay is
@@ -202,6 +259,15 @@ impl ServeConfig {
             allow_private_callbacks: false,
             api_token: None,
             sim_stage_ms: 300,
+            ffmpeg_path: "ffmpeg".into(),
+            ffprobe_path: "ffprobe".into(),
+            transcriber_cmd: None,
+            ytdlp_path: None,
+            allow_file_urls: false,
+            max_download_bytes: 2 * 1024 * 1024 * 1024,
+            download_timeout_secs: 600,
+            tool_timeout_secs: 1800,
+            x264_preset: "veryfast".to_owned(),
             retry_schedule: RetrySchedule::default(),
             max_in_flight_deliveries: 256,
             webhook_timeout_ms: 10_000,
@@ -216,6 +282,29 @@ impl ServeConfig {
         CallbackPolicy {
             allow_private: self.allow_private_callbacks,
             allow: self.callback_allow.clone(),
+        }
+    }
+
+    /// The ffmpeg engine's settings these flags describe; downloads follow
+    /// `policy`, the callback policy.
+    pub fn ffmpeg_config(&self, policy: Arc<CallbackPolicy>) -> FfmpegConfig {
+        FfmpegConfig {
+            ffmpeg: self.ffmpeg_path.clone(),
+            ffprobe: self.ffprobe_path.clone(),
+            transcriber_cmd: self.transcriber_cmd.clone(),
+            fetch: FetchConfig {
+                policy,
+                max_bytes: self.max_download_bytes,
+                timeout: Duration::from_secs(self.download_timeout_secs),
+                allow_file_urls: self.allow_file_urls,
+                ytdlp: self.ytdlp_path.clone(),
+            },
+            tool_timeout: Duration::from_secs(self.tool_timeout_secs),
+            preset: self.x264_preset.clone(),
+            work_root: self.data_dir.join("work"),
+            // One encoder per core: x264 already spreads one encode over
+            // several threads, and more at once only adds memory.
+            encoders: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 

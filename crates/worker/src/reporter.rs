@@ -351,6 +351,31 @@ impl ProgressHandle {
     fn finish(&self, result: Result<JobOutput, String>) {
         let _ = self.tx.send(Msg::Finish(result));
     }
+
+    /// A handle whose reports go to the returned [`Reports`] instead of a
+    /// job's reporter: for running an engine on its own (benchmarks).
+    pub fn standalone() -> (ProgressHandle, Reports) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ProgressHandle { tx }, Reports { rx })
+    }
+}
+
+/// What a [`ProgressHandle::standalone`] handle was told.
+#[derive(Debug)]
+pub struct Reports {
+    rx: mpsc::UnboundedReceiver<Msg>,
+}
+
+impl Reports {
+    /// The next progress report, or `None` once every handle is gone.
+    pub async fn next(&mut self) -> Option<StepReport> {
+        loop {
+            match self.rx.recv().await? {
+                Msg::Progress(report) => return Some(report),
+                Msg::Finish(_) => continue,
+            }
+        }
+    }
 }
 
 /// A handle and the task state behind it, before the task is spawned.

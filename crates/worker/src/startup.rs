@@ -23,6 +23,7 @@ use crate::config::{EngineKind, ServeConfig};
 use crate::http::{AppState, router};
 use crate::jobs::{self, RunnerContext};
 use crate::pipeline::Engine;
+use crate::pipeline::ffmpeg::FfmpegEngine;
 use crate::pipeline::simulated::SimulatedEngine;
 use crate::sender::{Outbox, SenderConfig, SenderTasks};
 use crate::storage::{MediaStore, StorageTarget};
@@ -50,6 +51,11 @@ impl Application {
     /// Builds the worker from its configuration (see the module docs).
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
         let shutdown = CancellationToken::new();
+        // Bind first: a busy port fails before anything is created.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let bound = listener.local_addr()?;
         let store = Store::open(&config.data_dir).await?;
         if config.webhook_secret.is_none() {
             tracing::warn!(
@@ -61,11 +67,8 @@ impl Application {
                 "--allow-private-callbacks: callbacks may target loopback and private networks"
             );
         }
-        // Bound first: the default public URL of local media needs the port.
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("failed to listen on {}", config.listen))?;
-        let public_url = public_url(&config, listener.local_addr()?)?;
+        // The default public URL of local media needs the bound port.
+        let public_url = public_url(&config, bound)?;
         let media = MediaStore::open(&config.storage, &config.data_dir, &public_url)
             .await
             .with_context(|| format!("failed to open the media storage `{}`", config.storage))?;
@@ -86,6 +89,12 @@ impl Application {
         )
         .await?;
         let engine: Arc<dyn Engine> = match config.engine {
+            EngineKind::Ffmpeg => {
+                let engine = FfmpegEngine::new(config.ffmpeg_config(policy.clone()), media.clone())
+                    .await?;
+                tracing::info!(storage = media.kind(), preset = %config.x264_preset, "using the ffmpeg engine");
+                Arc::new(engine)
+            }
             EngineKind::Simulated => {
                 tracing::info!(
                     stage_ms = config.sim_stage_ms,
@@ -112,7 +121,7 @@ impl Application {
         jobs::recover(&ctx, &queue)
             .await
             .context("failed to recover jobs from the store")?;
-        let port = listener.local_addr()?.port();
+        let port = bound.port();
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "clipping-worker ready");
         let state = AppState {
             store,

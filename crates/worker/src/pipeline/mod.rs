@@ -7,6 +7,7 @@
 //! each report becomes (see [`crate::reporter`]). An engine only returns the
 //! output, or the error of the stage that failed.
 
+pub mod ffmpeg;
 pub mod simulated;
 
 use std::fmt;
