@@ -2,6 +2,7 @@
 //! receiver on port 0, and real processes where the test is about processes.
 
 mod delivery;
+mod engine;
 mod events;
 mod helpers;
 mod intake;
