@@ -103,3 +103,42 @@ stop_throwaway_postgres() {
     rm -rf "$PG_TMP_DIR"
   fi
 }
+
+# The directory cargo builds into, honouring CARGO_TARGET_DIR and the
+# workspace's configuration: binaries live in "$(cargo_target_dir)/debug".
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps 2>/dev/null \
+    | sed -E 's/.*"target_directory":"([^"]*)".*/\1/'
+}
+
+# Makes sure ffmpeg and ffprobe are on the PATH, installing Debian's ffmpeg
+# when we are root and apt is there.
+ensure_ffmpeg() {
+  if command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's ffmpeg (the worker's media engine needs ffmpeg and ffprobe)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fonts-dejavu-core >/dev/null
+  else
+    die "the worker's ffmpeg engine needs ffmpeg and ffprobe (Debian/Ubuntu: apt-get install ffmpeg)"
+  fi
+}
+
+# Writes a sample video to $1: 60 s of 1280x720 in four scenes, with a
+# speech-like tone that pauses for 0.6 s every 5 s and is loud over 12-16 s
+# and 38-42 s (the parts a viewer would want clipped).
+make_sample_video() {
+  local out=$1
+  local audio="aevalsrc=exprs='lt(mod(t\,5)\,4.4)*(0.03+0.5*(between(t\,12\,16)+between(t\,38\,42)))*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t))':s=48000:d=60"
+  ffmpeg -nostdin -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=s=1280x720:r=30:d=15" \
+    -f lavfi -i "smptehdbars=s=1280x720:r=30:d=15" \
+    -f lavfi -i "testsrc=s=1280x720:r=30:d=15" \
+    -f lavfi -i "rgbtestsrc=s=1280x720:r=30:d=15" \
+    -f lavfi -i "$audio" \
+    -filter_complex "[0:v][1:v][2:v][3:v]concat=n=4:v=1:a=0,format=yuv420p[v]" \
+    -map "[v]" -map 4:a -c:v libx264 -preset veryfast -crf 28 -c:a aac \
+    -metadata title="Sample talk" -movflags +faststart "$out"
+}
