@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service, the job pipeline and the webhook sender.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Submit a job to a running worker and print its JSON answer.
     Submit(SubmitArgs),
     /// A local webhook receiver for development: accepts POST on any path,

@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     worker::telemetry::init_tracing();
     match cli.command {
-        Command::Serve(config) => worker::cli::serve(config).await,
+        Command::Serve(config) => worker::cli::serve(*config).await,
         Command::Submit(args) => worker::cli::submit(args).await,
         Command::Listen(args) => worker::cli::listen(args).await,
         Command::Webhooks(WebhooksCommand::List(args)) => worker::cli::list(args).await,

@@ -638,7 +638,7 @@ mod tests {
         let serve = |args: &[&str]| {
             let argv = ["clipping-worker", "serve"].iter().chain(args);
             match Cli::try_parse_from(argv).map(|c| c.command) {
-                Ok(Command::Serve(config)) => Ok(config),
+                Ok(Command::Serve(config)) => Ok(*config),
                 Ok(other) => panic!("{other:?}"),
                 Err(e) => Err(e),
             }
