@@ -66,6 +66,8 @@ async fn spawn_worker(data_dir: &Path, stage_ms: u64, extra: &[&str]) -> WorkerP
         "--webhook-secret",
         SECRET,
         "--allow-private-callbacks",
+        "--engine",
+        "simulated",
         "--progress-interval-ms",
         "0",
         "--sim-stage-ms",
