@@ -238,8 +238,11 @@ pub struct ServeConfig {
     #[arg(long, env = "WORKER_STORAGE", default_value = "local")]
     pub storage: StorageTarget,
 
-    /// The base of the URLs handed out for local media (what browsers can
-    /// reach); by default `http://<the address listened on>`.
+    /// The base of the URLs handed out for media (what browsers can reach).
+    /// Local storage: media is served by this worker at `{public-url}/media/`,
+    /// by default `http://<the address listened on>`. S3 storage: when given,
+    /// object URLs are `{public-url}/{prefix}/{key}` (a CDN or a public
+    /// read-only server in front of the bucket) instead of the bucket's own.
     #[arg(long, env = "WORKER_PUBLIC_URL")]
     pub public_url: Option<Url>,
 }

@@ -72,6 +72,10 @@ impl Application {
         let media = MediaStore::open(&config.storage, &config.data_dir, &public_url)
             .await
             .with_context(|| format!("failed to open the media storage `{}`", config.storage))?;
+        let media = match &config.public_url {
+            Some(base) => media.with_public_base(base),
+            None => media,
+        };
         tracing::info!(storage = %config.storage, %public_url, "media storage ready");
         let policy = Arc::new(config.policy());
         let grace = Duration::from_millis(config.shutdown_grace_ms);
@@ -90,8 +94,8 @@ impl Application {
         .await?;
         let engine: Arc<dyn Engine> = match config.engine {
             EngineKind::Ffmpeg => {
-                let engine = FfmpegEngine::new(config.ffmpeg_config(policy.clone()), media.clone())
-                    .await?;
+                let engine =
+                    FfmpegEngine::new(config.ffmpeg_config(policy.clone()), media.clone()).await?;
                 tracing::info!(storage = media.kind(), preset = %config.x264_preset, "using the ffmpeg engine");
                 Arc::new(engine)
             }

@@ -259,6 +259,31 @@ impl MediaStore {
         })
     }
 
+    /// S3 only: hands out `{base}/{prefix}/{key}` instead of the bucket's own
+    /// URL, for a CDN or a public read-only server in front of the bucket
+    /// (`--public-url` given with S3 storage). A local store is returned as
+    /// it is: its URLs already start with the public URL.
+    pub fn with_public_base(self, base: &Url) -> MediaStore {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(Inner::S3 {
+                store,
+                bucket,
+                prefix,
+                ..
+            }) => Inner::S3 {
+                store,
+                bucket,
+                prefix,
+                base: format!("{}/", base.as_str().trim_end_matches('/')),
+            },
+            Ok(other) => other,
+            Err(shared) => return MediaStore { inner: shared },
+        };
+        MediaStore {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// Stores the file at `path` under `key` with `content_type`, streaming
     /// it (see the module docs), and returns the URL it can be fetched from.
     /// A key stored again is replaced.

@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use webhook_types::{Event, JobOutput, PipelineStatus};
 use worker::config::EngineKind;
@@ -131,7 +132,10 @@ impl Files {
                     let chunks = futures_util::stream::iter(
                         (0..10_000).map(|_| Ok::<_, std::io::Error>(vec![0u8; 64 * 1024])),
                     );
-                    ([(header::CONTENT_TYPE, "video/mp4")], Body::from_stream(chunks))
+                    (
+                        [(header::CONTENT_TYPE, "video/mp4")],
+                        Body::from_stream(chunks),
+                    )
                 }),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -171,7 +175,10 @@ fn assert_progress_is_monotonic(events: &[webhook_types::WebhookPayload]) {
     let mut last = 0.0;
     for e in events {
         let p = e.progress_percent.get();
-        assert!(p >= last, "progress went down to {p} after {last}: {events:#?}");
+        assert!(
+            p >= last,
+            "progress went down to {p} after {last}: {events:#?}"
+        );
         last = p;
     }
 }
@@ -202,11 +209,22 @@ struct Probe {
 
 fn ffprobe(path: &Path) -> Probe {
     let out = StdCommand::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let streams = v["streams"].as_array().unwrap();
     let video = streams
@@ -300,7 +318,10 @@ async fn a_video_becomes_vertical_clips_that_play() {
     }
     for c in &output.clips {
         for t in [c.start_time_ms, c.end_time_ms] {
-            assert!(in_a_pause(t as f64 / 1000.0), "a cut at {t} ms is mid-sound: {c:#?}");
+            assert!(
+                in_a_pause(t as f64 / 1000.0),
+                "a cut at {t} ms is mid-sound: {c:#?}"
+            );
         }
         assert!(["talking_head", "screen_share", "b_roll"].contains(&c.layout_type.as_str()));
     }
@@ -308,14 +329,30 @@ async fn a_video_becomes_vertical_clips_that_play() {
     // Every clip plays: H.264 + AAC, 1080x1920, as long as planned.
     let scratch = tempfile::tempdir().unwrap();
     for c in &output.clips {
-        assert!(c.s3_url.starts_with(&format!("{}/media/", app.address)), "{}", c.s3_url);
+        assert!(
+            c.s3_url.starts_with(&format!("{}/media/", app.address)),
+            "{}",
+            c.s3_url
+        );
         let path = download(&app.client, &c.s3_url, scratch.path(), "clip.mp4").await;
         let p = ffprobe(&path);
         assert_eq!((p.width, p.height), (1080, 1920));
-        assert!(p.codecs.contains(&"h264".to_owned()) && p.codecs.contains(&"aac".to_owned()), "{:?}", p.codecs);
+        assert!(
+            p.codecs.contains(&"h264".to_owned()) && p.codecs.contains(&"aac".to_owned()),
+            "{:?}",
+            p.codecs
+        );
         let planned = c.duration_ms as f64 / 1000.0;
-        assert!((5.0 - 0.2..=12.0 + 0.2).contains(&p.duration), "{}", p.duration);
-        assert!((p.duration - planned).abs() < 0.3, "{} vs {planned}", p.duration);
+        assert!(
+            (5.0 - 0.2..=12.0 + 0.2).contains(&p.duration),
+            "{}",
+            p.duration
+        );
+        assert!(
+            (p.duration - planned).abs() < 0.3,
+            "{} vs {planned}",
+            p.duration
+        );
         // Browsers seek with range requests.
         let r = app
             .client
@@ -406,7 +443,10 @@ async fn a_page_url_goes_through_ytdlp_and_a_transcript_gives_captions() {
         clip.summary.as_deref(),
         Some("Why is pricing the biggest mistake founders make?")
     );
-    assert!(clip.tags.as_ref().unwrap().contains(&"pricing".to_owned()), "{clip:?}");
+    assert!(
+        clip.tags.as_ref().unwrap().contains(&"pricing".to_owned()),
+        "{clip:?}"
+    );
     let transcript: Value = app
         .client
         .get(output.transcript_url.as_deref().expect("a transcript URL"))
@@ -450,8 +490,14 @@ async fn fails_with(app: &TestApp, rx: &mut Receiver, video_url: &str, extra: Va
         l.iter().all(|d| d["status"] != "pending")
     })
     .await;
-    assert!(files_under(&app.data_dir.join("work")).is_empty(), "work files left");
-    assert!(files_under(&app.data_dir.join("media")).is_empty(), "media left");
+    assert!(
+        files_under(&app.data_dir.join("work")).is_empty(),
+        "work files left"
+    );
+    assert!(
+        files_under(&app.data_dir.join("media")).is_empty(),
+        "media left"
+    );
     terminal[0].error.clone().unwrap()
 }
 
@@ -465,11 +511,26 @@ async fn every_bad_input_fails_the_job_once_and_clearly() {
     let nothing_listens = format!("http://127.0.0.1:{}/talk.mp4", crate::helpers::free_port());
     let app = ffmpeg_worker(|c| c.max_download_bytes = 1024 * 1024).await;
     let cases: [(&str, &str); 5] = [
-        (&nothing_listens, "Failed to download video: could not connect to 127.0.0.1"),
-        (&files.url("/missing.mp4"), "Failed to download video: the server answered HTTP 404 Not Found"),
-        (&files.url("/notes.mp4"), "Failed to download video: the file is not a video"),
-        (&files.url("/endless.mp4"), "Failed to download video: the video is over the limit of 1.0 MiB"),
-        ("https://www.youtube.com/watch?v=x", "Failed to download video: https://www.youtube.com/watch?v=x is a web page"),
+        (
+            &nothing_listens,
+            "Failed to download video: could not connect to 127.0.0.1",
+        ),
+        (
+            &files.url("/missing.mp4"),
+            "Failed to download video: the server answered HTTP 404 Not Found",
+        ),
+        (
+            &files.url("/notes.mp4"),
+            "Failed to download video: the file is not a video",
+        ),
+        (
+            &files.url("/endless.mp4"),
+            "Failed to download video: the video is over the limit of 1.0 MiB",
+        ),
+        (
+            "https://www.youtube.com/watch?v=x",
+            "Failed to download video: https://www.youtube.com/watch?v=x is a web page",
+        ),
     ];
     for (url, want) in cases {
         let error = fails_with(&app, &mut rx, url, json!({})).await;
@@ -511,7 +572,10 @@ async fn a_video_url_on_a_private_address_is_refused() {
     let last = events(&got).pop().unwrap();
     assert_eq!(last.event, Event::Failed);
     let error = last.error.unwrap();
-    assert!(error.starts_with("Failed to download video: video host 127.0.0.1"), "{error}");
+    assert!(
+        error.starts_with("Failed to download video: video host 127.0.0.1"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -523,7 +587,11 @@ async fn a_failing_transcriber_or_a_killed_ffmpeg_fails_the_job() {
     let mut rx = Receiver::ok().await;
     let tools = tempfile::tempdir().unwrap();
     let transcriber = tools.path().join("transcribe");
-    std::fs::write(&transcriber, "#!/bin/sh\necho 'model not found' >&2\nexit 3\n").unwrap();
+    std::fs::write(
+        &transcriber,
+        "#!/bin/sh\necho 'model not found' >&2\nexit 3\n",
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&transcriber, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -574,7 +642,10 @@ async fn a_failing_transcriber_or_a_killed_ffmpeg_fails_the_job() {
         .unwrap()
         .success()
     {
-        assert!(tokio::time::Instant::now() < deadline, "no rendering ffmpeg to kill");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rendering ffmpeg to kill"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     got.extend(rx.until_terminal(&job_id, JOB_TIME).await);
@@ -592,4 +663,128 @@ async fn a_failing_transcriber_or_a_killed_ffmpeg_fails_the_job() {
     .await;
     assert!(files_under(&work).is_empty());
     assert!(files_under(&app.data_dir.join("media")).is_empty());
+}
+
+/// The real binary with `--storage s3://…` against a real S3-compatible
+/// server (rclone) on loopback: the job's objects are listed and fetched
+/// back from the server, a clip fetched from it plays, and the URLs handed
+/// out start with `--public-url` (a CDN in front of the bucket).
+#[tokio::test]
+async fn a_job_stores_its_media_in_s3() {
+    use object_store::path::Path as ObjectPath;
+    use object_store::{ObjectStore as _, ObjectStoreExt as _};
+
+    if !media_ready() {
+        return;
+    }
+    let Some(s3) = crate::storage::S3Server::start().await else {
+        return;
+    };
+    std::fs::create_dir(s3.root.path().join("media")).unwrap(); // the bucket
+    let files = Files::start().await;
+    let mut rx = Receiver::ok().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = crate::helpers::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_clipping-worker"));
+    cmd.args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(data.path())
+        .args([
+            "--engine",
+            "ffmpeg",
+            "--x264-preset",
+            "ultrafast",
+            "--allow-private-callbacks",
+            "--progress-interval-ms",
+            "0",
+            "--storage",
+            "s3://media/jobs",
+            // Browsers fetch through a public server in front of the bucket.
+            "--public-url",
+            "https://cdn.example.test/m",
+            "--webhook-secret",
+            crate::helpers::SECRET,
+        ])
+        .envs(s3.env())
+        .env_remove("WORKER_STORAGE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("the worker binary starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client
+        .post(format!("{base}/ai-clipping/jobs"))
+        .json(&json!({
+            "video_url": files.url("/talk.mp4"),
+            "callback_url": rx.url("/hook"),
+            "owner_user_id": "user_789",
+            "max_clips": 1,
+            "min_clip_duration_seconds": 5,
+            "max_clip_duration_seconds": 10,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job_id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = rx.until_terminal(&job_id, JOB_TIME).await;
+    let last = events(&got).pop().unwrap();
+    assert_eq!(last.event, Event::Completed, "{:?}", last.error);
+    let output = last.output.unwrap();
+    let prefix = format!("jobs/clips/user_789/{job_id}");
+    let clip_url = &output.clips[0].s3_url;
+    assert_eq!(
+        clip_url,
+        &format!("https://cdn.example.test/m/{prefix}/clip_00.mp4")
+    );
+    assert_eq!(
+        output.plan_url.as_deref(),
+        Some(format!("https://cdn.example.test/m/{prefix}/plan.json").as_str())
+    );
+
+    // Listed and fetched back from the server, by an independent client.
+    let bucket = s3.client("media");
+    let mut names: Vec<String> = bucket
+        .list(Some(&ObjectPath::from(prefix.as_str())))
+        .map(|m| m.unwrap().location.to_string())
+        .collect::<Vec<_>>()
+        .await;
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            format!("{prefix}/clip_00.jpg"),
+            format!("{prefix}/clip_00.mp4"),
+            format!("{prefix}/plan.json"),
+        ]
+    );
+    let video = bucket
+        .get(&ObjectPath::from(format!("{prefix}/clip_00.mp4").as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("clip.mp4");
+    std::fs::write(&path, &video).unwrap();
+    assert_eq!((ffprobe(&path).width, ffprobe(&path).height), (1080, 1920));
+    // Nothing stays in the worker's own directories.
+    assert!(files_under(&data.path().join("work")).is_empty());
+    assert!(files_under(&data.path().join("media")).is_empty());
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
 }

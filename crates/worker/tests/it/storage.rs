@@ -291,10 +291,10 @@ async fn public_url_is_the_base_of_local_media_urls() {
 }
 
 /// A `rclone serve s3` process on loopback, killed when dropped.
-struct S3Server {
-    endpoint: String,
+pub struct S3Server {
+    pub endpoint: String,
     /// The directory it serves; each directory in it is a bucket.
-    root: tempfile::TempDir,
+    pub root: tempfile::TempDir,
     /// Holds rclone's log (outside the served directory).
     _logs: tempfile::TempDir,
     _child: tokio::process::Child,
@@ -306,7 +306,7 @@ const SECRET_KEY: &str = "test-secret-key-0123456789";
 impl S3Server {
     /// Starts rclone, or returns `None` (after a notice) when it is not
     /// installed and not required.
-    async fn start() -> Option<S3Server> {
+    pub async fn start() -> Option<S3Server> {
         let Some(rclone) = std::env::var_os("RCLONE_BIN") else {
             assert!(
                 std::env::var("REQUIRE_S3").as_deref() != Ok("1"),
@@ -359,7 +359,7 @@ impl S3Server {
     }
 
     /// The `AWS_*` environment a worker would be given.
-    fn env(&self) -> Vec<(String, String)> {
+    pub fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ACCESS_KEY_ID", KEY_ID),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
@@ -374,7 +374,7 @@ impl S3Server {
     }
 
     /// An independent client, to check what the store wrote.
-    fn client(&self, bucket: &str) -> impl ObjectStore {
+    pub fn client(&self, bucket: &str) -> impl ObjectStore {
         AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)

@@ -106,9 +106,7 @@ pub fn file_name_of(url: &Url) -> String {
     url.path_segments()
         .and_then(|mut s| s.next_back().map(str::to_owned))
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_decode(&s)
-        })
+        .map(|s| percent_decode(&s))
         .unwrap_or_else(|| "video".to_owned())
 }
 
@@ -143,9 +141,11 @@ pub async fn fetch(
         let status = response.status();
         if !status.is_success() {
             let reason = status.canonical_reason().unwrap_or_default();
-            return Err(format!("the server answered HTTP {} {reason}", status.as_str())
-                .trim_end()
-                .to_owned());
+            return Err(
+                format!("the server answered HTTP {} {reason}", status.as_str())
+                    .trim_end()
+                    .to_owned(),
+            );
         }
         let is_html = response
             .headers()
@@ -217,7 +217,9 @@ fn too_large(limit: u64, size: Option<u64>) -> String {
 fn source_name(file_name: &str) -> String {
     match file_name.rsplit_once('.') {
         Some((_, ext))
-            if !ext.is_empty() && ext.len() <= 5 && ext.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            if !ext.is_empty()
+                && ext.len() <= 5
+                && ext.chars().all(|c| c.is_ascii_alphanumeric()) =>
         {
             format!("source.{}", ext.to_ascii_lowercase())
         }
@@ -296,7 +298,9 @@ async fn local_file(cfg: &FetchConfig, url: &Url) -> Result<Fetched, String> {
 pub fn ytdlp_percent(line: &str) -> Option<f64> {
     let rest = line.trim().strip_prefix("[download]")?.trim_start();
     let pct = rest.split('%').next()?.trim();
-    pct.parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p))
+    pct.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
 }
 
 async fn via_ytdlp(
@@ -345,7 +349,10 @@ async fn via_ytdlp(
         }
     }
     let path = found.ok_or_else(|| format!("yt-dlp wrote no video for {url}"))?;
-    let size = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     if size > cfg.max_bytes {
         return Err(too_large(cfg.max_bytes, Some(size)));
     }
@@ -381,7 +388,10 @@ mod tests {
     #[test]
     fn names_come_from_the_url() {
         let u = |s: &str| Url::parse(s).unwrap();
-        assert_eq!(file_name_of(&u("https://h/a/My%20Talk.mp4?x=1")), "My Talk.mp4");
+        assert_eq!(
+            file_name_of(&u("https://h/a/My%20Talk.mp4?x=1")),
+            "My Talk.mp4"
+        );
         assert_eq!(file_name_of(&u("https://h/")), "video");
         assert_eq!(source_name("My Talk.MP4"), "source.mp4");
         assert_eq!(source_name("../../etc/passwd"), "source");

@@ -123,7 +123,9 @@ mod tests {
 
     /// Black text-like stripes on white: detailed and still.
     fn slide() -> Vec<u8> {
-        (0..N).map(|i| if (i % FRAME_WIDTH) % 4 < 2 { 0 } else { 255 }).collect()
+        (0..N)
+            .map(|i| if (i % FRAME_WIDTH) % 4 < 2 { 0 } else { 255 })
+            .collect()
     }
 
     /// A smooth gradient with a blob at `x`: few edges.

@@ -260,15 +260,24 @@ impl FfmpegEngine {
         let began = Instant::now();
         let work_path = self.config.work_root.join(safe_segment(&job.job_id));
         let _ = tokio::fs::remove_dir_all(&work_path).await;
-        tokio::fs::create_dir_all(&work_path)
-            .await
-            .map_err(|e| fail(PipelineStatus::Downloading, DOWNLOAD, format!("cannot make a work directory: {e}")))?;
+        tokio::fs::create_dir_all(&work_path).await.map_err(|e| {
+            fail(
+                PipelineStatus::Downloading,
+                DOWNLOAD,
+                format!("cannot make a work directory: {e}"),
+            )
+        })?;
         let work = WorkDir(work_path);
         let dir = work.0.as_path();
         let request = &job.request;
 
         // Downloading, then probing.
-        report(progress, PipelineStatus::Downloading, 1.0, "Downloading video...");
+        report(
+            progress,
+            PipelineStatus::Downloading,
+            1.0,
+            "Downloading video...",
+        );
         let url = Url::parse(&request.video_url)
             .map_err(|e| fail(PipelineStatus::Downloading, DOWNLOAD, e))?;
         let fetched = fetch::fetch(
@@ -291,7 +300,12 @@ impl FfmpegEngine {
         )
         .await
         .map_err(|e| fail(PipelineStatus::Downloading, DOWNLOAD, e))?;
-        report(progress, PipelineStatus::Downloading, 9.0, "Checking the video...");
+        report(
+            progress,
+            PipelineStatus::Downloading,
+            9.0,
+            "Checking the video...",
+        );
         let probe_cmd = ToolCommand::new(&self.config.ffprobe, dir, self.config.tool_timeout)
             .args(probe::probe_args(&fetched.path));
         let probed = self.tools.output(&probe_cmd).await.map_err(|e| {
@@ -312,10 +326,17 @@ impl FfmpegEngine {
         tracing::info!(job_id = %job.job_id, duration_s = info.duration_seconds, width = info.width, height = info.height, audio = info.has_audio, "source probed");
 
         // Transcribing.
-        let transcript = self.transcribe(job, progress, dir, &input, info.has_audio).await?;
+        let transcript = self
+            .transcribe(job, progress, dir, &input, info.has_audio)
+            .await?;
 
         // Planning.
-        report(progress, PipelineStatus::Planning, 20.0, "Analysing sound and scenes...");
+        report(
+            progress,
+            PipelineStatus::Planning,
+            20.0,
+            "Analysing sound and scenes...",
+        );
         let signals = self.analyse(dir, &input, &info, progress).await?;
         let plan_request = PlanRequest::new(
             request.max_clips,
@@ -326,10 +347,20 @@ impl FfmpegEngine {
         let planned = plan::plan(&signals, transcript.as_ref(), &plan_request)
             .map_err(|e| fail(PipelineStatus::Planning, PLAN, e))?;
         let n = planned.len() as u32;
-        report(progress, PipelineStatus::Planning, 34.0, format!("Planned {n} clips"));
+        report(
+            progress,
+            PipelineStatus::Planning,
+            34.0,
+            format!("Planned {n} clips"),
+        );
 
         // Detecting.
-        report(progress, PipelineStatus::Detecting, 35.0, "Detecting layouts...");
+        report(
+            progress,
+            PipelineStatus::Detecting,
+            35.0,
+            "Detecting layouts...",
+        );
         let with_captions = request.include_captions && transcript.is_some();
         let mut clips: Vec<ClipWork> = Vec::with_capacity(planned.len());
         for (i, p) in planned.into_iter().enumerate() {
@@ -364,9 +395,9 @@ impl FfmpegEngine {
             );
             let srt_name = format!("clip_{i:02}.srt");
             if let Some(srt) = &clip.captions {
-                tokio::fs::write(dir.join(&srt_name), srt).await.map_err(|e| {
-                    self.render_error(i, n, format!("cannot write captions: {e}"))
-                })?;
+                tokio::fs::write(dir.join(&srt_name), srt)
+                    .await
+                    .map_err(|e| self.render_error(i, n, format!("cannot write captions: {e}")))?;
             }
             let spec = render::RenderSpec {
                 input: &input,
@@ -383,9 +414,11 @@ impl FfmpegEngine {
             let length = clip.planned.end - clip.planned.start;
             let cmd = ToolCommand::new(&self.config.ffmpeg, dir, self.config.tool_timeout)
                 .args(render::render_args(&spec));
-            let _permit = self.encoders.acquire().await.map_err(|_| {
-                self.render_error(i, n, "the worker is shutting down")
-            })?;
+            let _permit = self
+                .encoders
+                .acquire()
+                .await
+                .map_err(|_| self.render_error(i, n, "the worker is shutting down"))?;
             self.tools
                 .with_progress(&cmd, |t| {
                     let share = (t.as_secs_f64() / length).clamp(0.0, 1.0);
@@ -410,8 +443,7 @@ impl FfmpegEngine {
 
         // Uploading.
         progress.report(
-            StepReport::new(PipelineStatus::Uploading, 91.0, "Uploading clips...")
-                .with_clips(n, n),
+            StepReport::new(PipelineStatus::Uploading, 91.0, "Uploading clips...").with_clips(n, n),
         );
         let prefix = format!(
             "clips/{}/{}",
@@ -419,7 +451,17 @@ impl FfmpegEngine {
             safe_segment(&job.job_id)
         );
         let uploaded = self
-            .upload(job, &prefix, dir, &clips, transcript.as_ref(), &signals, &plan_request, progress, n)
+            .upload(
+                job,
+                &prefix,
+                dir,
+                &clips,
+                transcript.as_ref(),
+                &signals,
+                &plan_request,
+                progress,
+                n,
+            )
             .await;
         let (clip_urls, transcript_url, plan_url) = match uploaded {
             Ok(u) => u,
@@ -481,36 +523,69 @@ impl FfmpegEngine {
         has_audio: bool,
     ) -> Result<Option<Transcript>, StageError> {
         let Some(template) = &self.config.transcriber_cmd else {
-            report(progress, PipelineStatus::Transcribing, 10.0, "No transcriber configured; going on without a transcript");
+            report(
+                progress,
+                PipelineStatus::Transcribing,
+                10.0,
+                "No transcriber configured; going on without a transcript",
+            );
             return Ok(None);
         };
         if !has_audio {
-            report(progress, PipelineStatus::Transcribing, 10.0, "The video has no sound; going on without a transcript");
+            report(
+                progress,
+                PipelineStatus::Transcribing,
+                10.0,
+                "The video has no sound; going on without a transcript",
+            );
             return Ok(None);
         }
-        report(progress, PipelineStatus::Transcribing, 10.0, "Transcribing audio...");
+        report(
+            progress,
+            PipelineStatus::Transcribing,
+            10.0,
+            "Transcribing audio...",
+        );
         let wav = dir.join("audio.wav");
         let extract = ToolCommand::new(&self.config.ffmpeg, dir, self.config.tool_timeout).args([
-            "-nostdin", "-hide_banner", "-loglevel", "error", "-i", input, "-vn", "-ac", "1",
-            "-ar", "16000", "-c:a", "pcm_s16le", "-y", "audio.wav",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            input,
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-c:a",
+            "pcm_s16le",
+            "-y",
+            "audio.wav",
         ]);
-        self.tools
-            .output(&extract)
-            .await
-            .map_err(|e| fail(PipelineStatus::Transcribing, TRANSCRIBE, format!("cannot extract the audio: {e}")))?;
+        self.tools.output(&extract).await.map_err(|e| {
+            fail(
+                PipelineStatus::Transcribing,
+                TRANSCRIBE,
+                format!("cannot extract the audio: {e}"),
+            )
+        })?;
         let out = dir.join("transcript.out");
-        let words = transcript::command_line(
-            template,
-            &wav.to_string_lossy(),
-            &out.to_string_lossy(),
-        )
-        .map_err(|e| fail(PipelineStatus::Transcribing, TRANSCRIBE, e))?;
-        let (program, args) = words.split_first().expect("command_line never returns empty");
+        let words =
+            transcript::command_line(template, &wav.to_string_lossy(), &out.to_string_lossy())
+                .map_err(|e| fail(PipelineStatus::Transcribing, TRANSCRIBE, e))?;
+        let (program, args) = words
+            .split_first()
+            .expect("command_line never returns empty");
         let cmd = ToolCommand::new(program, dir, self.config.tool_timeout).args(args);
-        self.tools
-            .output(&cmd)
-            .await
-            .map_err(|e| fail(PipelineStatus::Transcribing, TRANSCRIBE, format!("the transcriber failed: {e}")))?;
+        self.tools.output(&cmd).await.map_err(|e| {
+            fail(
+                PipelineStatus::Transcribing,
+                TRANSCRIBE,
+                format!("the transcriber failed: {e}"),
+            )
+        })?;
         let mut text = None;
         for candidate in [
             out.clone(),
@@ -532,7 +607,12 @@ impl FfmpegEngine {
         let parsed = Transcript::parse(&text)
             .map_err(|e| fail(PipelineStatus::Transcribing, TRANSCRIBE, e))?;
         tracing::info!(job_id = %job.job_id, segments = parsed.segments.len(), "transcript read");
-        report(progress, PipelineStatus::Transcribing, 19.0, "Transcript ready");
+        report(
+            progress,
+            PipelineStatus::Transcribing,
+            19.0,
+            "Transcript ready",
+        );
         Ok(Some(parsed))
     }
 
@@ -545,11 +625,13 @@ impl FfmpegEngine {
     ) -> Result<analysis::Signals, StageError> {
         let cmd = ToolCommand::new(&self.config.ffmpeg, dir, self.config.tool_timeout)
             .args(analysis::analysis_args(input, info.has_audio));
-        let _permit = self
-            .encoders
-            .acquire()
-            .await
-            .map_err(|_| fail(PipelineStatus::Planning, PLAN, "the worker is shutting down"))?;
+        let _permit = self.encoders.acquire().await.map_err(|_| {
+            fail(
+                PipelineStatus::Planning,
+                PLAN,
+                "the worker is shutting down",
+            )
+        })?;
         self.tools
             .with_progress(&cmd, |t| {
                 let share = (t.as_secs_f64() / info.duration_seconds).clamp(0.0, 1.0);
@@ -561,7 +643,13 @@ impl FfmpegEngine {
                 );
             })
             .await
-            .map_err(|e| fail(PipelineStatus::Planning, PLAN, format!("the analysis pass failed: {e}")))?;
+            .map_err(|e| {
+                fail(
+                    PipelineStatus::Planning,
+                    PLAN,
+                    format!("the analysis pass failed: {e}"),
+                )
+            })?;
         let read = |name: &str| {
             let path = dir.join(name);
             async move { tokio::fs::read(path).await.unwrap_or_default() }
@@ -594,10 +682,18 @@ impl FfmpegEngine {
         for c in clips {
             let url = self
                 .media
-                .put_file(&format!("{prefix}/{}", c.video), &dir.join(&c.video), "video/mp4")
+                .put_file(
+                    &format!("{prefix}/{}", c.video),
+                    &dir.join(&c.video),
+                    "video/mp4",
+                )
                 .await?;
             self.media
-                .put_file(&format!("{prefix}/{}", c.poster), &dir.join(&c.poster), "image/jpeg")
+                .put_file(
+                    &format!("{prefix}/{}", c.poster),
+                    &dir.join(&c.poster),
+                    "image/jpeg",
+                )
                 .await?;
             urls.push(url);
             let done = c.index + 1;
@@ -616,7 +712,11 @@ impl FfmpegEngine {
                 tokio::fs::write(&path, serde_json::to_vec_pretty(t)?).await?;
                 Some(
                     self.media
-                        .put_file(&format!("{prefix}/transcript.json"), &path, "application/json")
+                        .put_file(
+                            &format!("{prefix}/transcript.json"),
+                            &path,
+                            "application/json",
+                        )
                         .await?,
                 )
             }
@@ -643,7 +743,11 @@ impl FfmpegEngine {
         tokio::fs::write(&plan_path, serde_json::to_vec_pretty(&doc)?).await?;
         let plan_url = self
             .media
-            .put_file(&format!("{prefix}/plan.json"), &plan_path, "application/json")
+            .put_file(
+                &format!("{prefix}/plan.json"),
+                &plan_path,
+                "application/json",
+            )
             .await?;
         Ok((urls, transcript_url, plan_url))
     }
@@ -658,8 +762,12 @@ impl Engine for FfmpegEngine {
         match url.scheme() {
             "http" | "https" => Ok(()),
             "file" if self.config.fetch.allow_file_urls => Ok(()),
-            "file" => Err("file:// video URLs need a worker started with --allow-file-urls".to_owned()),
-            other => Err(format!("video_url must be an http or https URL, not {other}://")),
+            "file" => {
+                Err("file:// video URLs need a worker started with --allow-file-urls".to_owned())
+            }
+            other => Err(format!(
+                "video_url must be an http or https URL, not {other}://"
+            )),
         }
     }
 

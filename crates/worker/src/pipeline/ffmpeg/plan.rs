@@ -149,9 +149,31 @@ pub enum PlanError {
 
 /// Words that make a hook.
 const HOOK_WORDS: &[&str] = &[
-    "secret", "mistake", "mistakes", "never", "always", "best", "worst", "how", "why", "what",
-    "truth", "money", "free", "wrong", "stop", "important", "amazing", "crazy", "actually",
-    "nobody", "everyone", "tip", "tips", "lesson", "story",
+    "secret",
+    "mistake",
+    "mistakes",
+    "never",
+    "always",
+    "best",
+    "worst",
+    "how",
+    "why",
+    "what",
+    "truth",
+    "money",
+    "free",
+    "wrong",
+    "stop",
+    "important",
+    "amazing",
+    "crazy",
+    "actually",
+    "nobody",
+    "everyone",
+    "tip",
+    "tips",
+    "lesson",
+    "story",
 ];
 
 /// Words too common to be a tag.
@@ -160,8 +182,8 @@ const STOP_WORDS: &[&str] = &[
     "doing", "from", "have", "here", "into", "just", "like", "more", "much", "only", "other",
     "over", "really", "said", "some", "such", "than", "that", "their", "them", "then", "there",
     "these", "they", "thing", "things", "this", "those", "very", "want", "were", "what", "when",
-    "where", "which", "while", "will", "with", "would", "your", "yours", "gonna", "know",
-    "think", "going", "right", "well", "okay",
+    "where", "which", "while", "will", "with", "would", "your", "yours", "gonna", "know", "think",
+    "going", "right", "well", "okay",
 ];
 
 /// The cut points of a source (see the module docs), sorted.
@@ -269,11 +291,19 @@ impl Features {
             }
         };
         let top_tenth = sorted[((n * 0.9).floor() as usize).min(sorted.len() - 1)];
-        let audible = signals.has_audio() && sorted.last().is_some_and(|m| *m > f64::from(SILENCE_DB));
-        let ranks: Vec<f64> = loud.iter().map(|v| if audible { rank(*v) } else { 0.0 }).collect();
+        let audible =
+            signals.has_audio() && sorted.last().is_some_and(|m| *m > f64::from(SILENCE_DB));
+        let ranks: Vec<f64> = loud
+            .iter()
+            .map(|v| if audible { rank(*v) } else { 0.0 })
+            .collect();
         let peaks: Vec<f64> = loud
             .iter()
-            .map(|v| f64::from(u8::from(audible && *v >= top_tenth && *v > f64::from(SILENCE_DB))))
+            .map(|v| {
+                f64::from(u8::from(
+                    audible && *v >= top_tenth && *v > f64::from(SILENCE_DB),
+                ))
+            })
             .collect();
         let active: Vec<f64> = signals
             .levels
@@ -555,7 +585,10 @@ mod tests {
         let req = PlanRequest::new(3, 5, 60, Some(&["25-35".into(), "bogus".into()]));
         assert_eq!(req.ranges, vec![(25.0, 35.0)]);
         for c in plan(&s, None, &req).unwrap() {
-            assert!((25.0 - 1e-6..=35.0 + 1e-6).contains(&(c.end - c.start)), "{c:?}");
+            assert!(
+                (25.0 - 1e-6..=35.0 + 1e-6).contains(&(c.end - c.start)),
+                "{c:?}"
+            );
         }
     }
 
@@ -588,7 +621,10 @@ mod tests {
         assert!(s.silences.is_empty());
         let clips = plan(&s, None, &request(1, 5, 10)).unwrap();
         for t in [clips[0].start, clips[0].end] {
-            assert!(t == 0.0 || t == 30.0 || ((t - 0.05) % 1.0 - 0.5).abs() < 1e-6, "{t}");
+            assert!(
+                t == 0.0 || t == 30.0 || ((t - 0.05) % 1.0 - 0.5).abs() < 1e-6,
+                "{t}"
+            );
         }
     }
 

@@ -204,7 +204,10 @@ mod tests {
     #[test]
     fn framing_follows_the_layout_and_the_shape() {
         let crop = filter_graph(&spec(Layout::TalkingHead, (1280, 720), (1080, 1920)));
-        assert!(crop.contains("force_original_aspect_ratio=increase,crop=1080:1920"), "{crop}");
+        assert!(
+            crop.contains("force_original_aspect_ratio=increase,crop=1080:1920"),
+            "{crop}"
+        );
         let fit = filter_graph(&spec(Layout::ScreenShare, (1280, 720), (1080, 1920)));
         assert!(fit.contains("boxblur") && fit.contains("overlay"), "{fit}");
         let same = filter_graph(&spec(Layout::ScreenShare, (1280, 720), (1920, 1080)));
@@ -221,8 +224,14 @@ mod tests {
             .map(|a| a.into_string().unwrap())
             .collect();
         let joined = args.join(" ");
-        assert!(joined.contains("-ss 12.346 -t 17.654 -i source.mp4"), "{joined}");
-        assert!(joined.contains("subtitles=filename=clip_00.srt"), "{joined}");
+        assert!(
+            joined.contains("-ss 12.346 -t 17.654 -i source.mp4"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("subtitles=filename=clip_00.srt"),
+            "{joined}"
+        );
         assert!(joined.contains("-c:v libx264 -preset veryfast"), "{joined}");
         assert!(joined.contains("-movflags +faststart"), "{joined}");
         assert!(joined.contains("-map 0:a:0 -c:a aac"), "{joined}");
