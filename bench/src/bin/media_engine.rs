@@ -64,10 +64,30 @@ fn make_source(path: &Path, seconds: u32) -> anyhow::Result<()> {
     );
     let status = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=s=1280x720:r=30:d={scene}")])
-        .args(["-f", "lavfi", "-i", &format!("smptehdbars=s=1280x720:r=30:d={scene}")])
-        .args(["-f", "lavfi", "-i", &format!("testsrc=s=1280x720:r=30:d={scene}")])
-        .args(["-f", "lavfi", "-i", &format!("rgbtestsrc=s=1280x720:r=30:d={scene}")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=s=1280x720:r=30:d={scene}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("smptehdbars=s=1280x720:r=30:d={scene}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=s=1280x720:r=30:d={scene}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("rgbtestsrc=s=1280x720:r=30:d={scene}"),
+        ])
         .args(["-f", "lavfi", "-i", &audio])
         .args([
             "-filter_complex",
@@ -172,7 +192,10 @@ async fn main() -> anyhow::Result<()> {
             marks
         });
         let began = Instant::now();
-        let output = engine.run(&job, &handle).await.map_err(|e| anyhow::anyhow!(e))?;
+        let output = engine
+            .run(&job, &handle)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         let end = Instant::now();
         let took = (end - began).as_secs_f64();
         drop(handle);
@@ -185,7 +208,11 @@ async fn main() -> anyhow::Result<()> {
             output
                 .clips
                 .iter()
-                .map(|c| format!("{:.1}-{:.1}", c.start_time_ms as f64 / 1e3, c.end_time_ms as f64 / 1e3))
+                .map(|c| format!(
+                    "{:.1}-{:.1}",
+                    c.start_time_ms as f64 / 1e3,
+                    c.end_time_ms as f64 / 1e3
+                ))
                 .collect::<Vec<_>>()
         );
         for (status, secs) in stage_times(&marks, end) {
