@@ -43,6 +43,16 @@ fn env_names(cmd: &clap::Command, sub: &str) -> BTreeSet<String> {
 /// Variables read by the logging setup rather than by clap.
 const LOGGING_ENV: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
 
+/// The standard variables S3 storage reads (`--storage s3://…`), rather than
+/// clap.
+const S3_ENV: [&str; 5] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
+
 fn compose_env(s: &Value) -> BTreeSet<String> {
     s["environment"]
         .as_mapping()
@@ -75,7 +85,9 @@ fn check_service_against(c: &Value, name: &str, cli: clap::Command, required: &[
     let known = env_names(&cli, "serve");
     for var in compose_env(s) {
         assert!(
-            known.contains(&var) || LOGGING_ENV.contains(&var.as_str()),
+            known.contains(&var)
+                || LOGGING_ENV.contains(&var.as_str())
+                || (S3_ENV.contains(&var.as_str()) && compose_env(s).contains("WORKER_STORAGE")),
             "{name} sets {var}, which `{} serve` does not read (it reads {known:?})",
             cli.get_name()
         );
@@ -128,13 +140,22 @@ fn compose_services_use_only_flags_the_binaries_read() {
 }
 
 #[test]
-fn only_the_api_is_published_and_webhooks_stay_internal() {
+fn only_the_api_and_read_only_media_are_published_and_webhooks_stay_internal() {
     let c = compose();
     assert!(
         !service(&c, "api")["ports"].is_null(),
         "the API is published"
     );
-    for name in ["worker", "postgres"] {
+    // Clips are served to browsers read-only, from the store's volume.
+    let public = service(&c, "media-public");
+    assert!(!public["ports"].is_null(), "clips are published");
+    assert!(strings(&public["command"]).contains(&"--read-only".to_owned()));
+    assert!(
+        strings(&public["volumes"])
+            .iter()
+            .all(|v| v.ends_with(":ro"))
+    );
+    for name in ["worker", "postgres", "media"] {
         assert!(
             service(&c, name)["ports"].is_null(),
             "{name} must not be published"
