@@ -87,17 +87,26 @@ impl ParseError {
         }
     }
 
-    pub(crate) fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+    /// Classifies a serde error by what the caller found out about the
+    /// bytes: if they are JSON at all, the error is about the content (422,
+    /// naming the field), whatever category serde_json filed it under;
+    /// otherwise it is a syntax error (400).
+    pub(crate) fn from_serde(e: serde_path_to_error::Error<serde_json::Error>, is_json: bool) -> Self {
         let path = e.path().to_string();
         let inner = e.inner();
-        let kind = match inner.classify() {
-            serde_json::error::Category::Data => ParseErrorKind::Invalid,
-            _ => ParseErrorKind::Syntax,
+        let kind = if is_json {
+            ParseErrorKind::Invalid
+        } else {
+            ParseErrorKind::Syntax
         };
         // serde_json appends " at line L column C"; the path says more.
         let mut message = inner.to_string();
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
+        }
+        if kind == ParseErrorKind::Invalid && inner.classify() != serde_json::error::Category::Data {
+            // serde_json's "expected value" for, say, `"event": 5`.
+            message = "the value has the wrong type".to_owned();
         }
         let field = match kind {
             ParseErrorKind::Invalid => missing_field_path(&path, &message),

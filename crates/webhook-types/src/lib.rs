@@ -45,9 +45,20 @@ where
     T: serde::de::DeserializeOwned + Validate,
 {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(ParseError::from_serde)?;
+    let value: T = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| ParseError::from_serde(e, is_json(bytes)))?;
     // Trailing garbage after the value is malformed JSON, not a valid body.
     de.end().map_err(|e| ParseError::syntax(e.to_string()))?;
     value.validate()?;
     Ok(value)
+}
+
+/// Whether `bytes` are one JSON value and nothing else, whatever its shape.
+///
+/// serde_json's own error categories cannot say this: asked for an enum, it
+/// calls a number or `null` "expected value", a syntax error, although the
+/// body is perfectly good JSON with a field of the wrong type. Only asked
+/// after typed parsing failed, so a good body is read once.
+fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }

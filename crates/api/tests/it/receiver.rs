@@ -213,7 +213,20 @@ async fn malformed_json_is_400_and_bad_fields_are_422(pool: PgPool) {
         assert_eq!(e["error"]["code"], "malformed_json");
     }
 
-    let cases: Vec<(Value, &str)> = vec![
+    // Wrong types are 422 naming the field, also where serde_json files the
+    // error as a syntax error (an enum given a number, null or an array).
+    let wrong_type = |field: &'static str, v: Value| {
+        let mut p = progress(job, 2, 10.0, "x");
+        p[field] = v;
+        (p, field)
+    };
+    let mut cases: Vec<(Value, &str)> = vec![
+        wrong_type("event", json!(5)),
+        wrong_type("event", json!(null)),
+        wrong_type("status", json!(7)),
+        wrong_type("status", json!(["rendering"])),
+    ];
+    cases.extend([
         (
             {
                 let mut p = progress(job, 2, 10.0, "x");
@@ -287,7 +300,7 @@ async fn malformed_json_is_400_and_bad_fields_are_422(pool: PgPool) {
             },
             "job_id",
         ),
-    ];
+    ]);
     for (p, field) in cases {
         let r = app.post_webhook(&p).await;
         assert_eq!(r.status(), 422, "{p}");

@@ -194,3 +194,43 @@ fn error_body_has_the_contract_shape() {
             .contains("job.nope")
     );
 }
+
+/// Well-formed JSON with a value of the wrong type is a 422 naming the field,
+/// whatever category serde_json files the error under (for an enum it calls a
+/// number or `null` "expected value", which reads like a syntax error).
+#[test]
+fn wrong_typed_json_is_invalid_not_syntax() {
+    let table: [(&str, Value, &str); 11] = [
+        ("/event", json!(5), "event"),
+        ("/event", json!(null), "event"),
+        ("/event", json!(true), "event"),
+        ("/event", json!(["job.progress"]), "event"),
+        ("/event", json!({}), "event"),
+        ("/status", json!(7), "status"),
+        ("/status", json!(["rendering"]), "status"),
+        ("/status", json!(null), "status"),
+        ("/status", json!({}), "status"),
+        ("/progress_percent", json!(null), "progress_percent"),
+        ("/timestamp", json!(12), "timestamp"),
+    ];
+    for (pointer, bad, field) in table {
+        let mut v = progress();
+        *v.pointer_mut(pointer).unwrap() = bad.clone();
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let err = parse_json::<WebhookPayload>(&bytes).expect_err("must be refused");
+        assert_eq!(err.kind, ParseErrorKind::Invalid, "{pointer} = {bad}: {err}");
+        assert_eq!(err.field.as_deref(), Some(field), "{pointer} = {bad}");
+        let body = webhook_types::ErrorBody::from(&err);
+        assert_eq!(body.error.code, "invalid_field", "{pointer} = {bad}");
+    }
+    // A whole body of the wrong shape is JSON too: 422, with no one field.
+    for bad in [&b"5"[..], b"[]", b"null", b"\"job.progress\""] {
+        let err = parse_json::<WebhookPayload>(bad).expect_err("must be refused");
+        assert_eq!(
+            err.kind,
+            ParseErrorKind::Invalid,
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
