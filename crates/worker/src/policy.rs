@@ -15,8 +15,11 @@
 //!   URLs with an address literal never reach a resolver; the sender checks
 //!   those itself with [`CallbackPolicy::check_literal`].
 //!
-//! Link-local, metadata, multicast, broadcast and unspecified addresses are
-//! refused whatever the configuration. Loopback and private ranges are refused
+//! Link-local, metadata, multicast, broadcast, unspecified, reserved,
+//! documentation, benchmarking and IETF protocol addresses are refused
+//! whatever the configuration; an IPv6 address that carries an IPv4 address
+//! (mapped, compatible, translated, NAT64, 6to4, Teredo) is judged by the
+//! address it carries. Loopback and private ranges are refused
 //! unless `--allow-private-callbacks` is set or the host name or address
 //! matches an entry of `--callback-allow`.
 
@@ -52,45 +55,93 @@ pub enum AddrClass {
     Forbidden(&'static str),
 }
 
-/// Classifies one address. IPv4-mapped (`::ffff:a.b.c.d`) and NAT64
-/// (`64:ff9b::a.b.c.d`) IPv6 addresses are judged by the IPv4 address they
-/// carry, so wrapping an address in IPv6 does not get it through.
+/// Classifies one address: the one question any outbound fetch of the
+/// worker asks of an address it is about to connect to.
+///
+/// Every IPv6 form that carries an IPv4 address is judged by the address it
+/// carries, so that wrapping `127.0.0.1` in IPv6 does not get it through:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`),
+/// IPv4-translated (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`), 6to4
+/// (`2002:AABB:CCDD::`) and Teredo (server and client). The local-use NAT64
+/// prefix `64:ff9b:1::/48` is refused outright: where it carries the IPv4
+/// address depends on the local translator's prefix length.
 pub fn classify(ip: IpAddr) -> AddrClass {
     if METADATA.contains(&ip) {
         return AddrClass::Forbidden("a cloud metadata address");
     }
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return classify(IpAddr::V4(v4));
-            }
-            let seg = v6.segments();
-            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-                let v4 = Ipv4Addr::new(
-                    (seg[6] >> 8) as u8,
-                    seg[6] as u8,
-                    (seg[7] >> 8) as u8,
-                    seg[7] as u8,
-                );
-                return classify(IpAddr::V4(v4));
-            }
-            if v6.is_unspecified() {
-                AddrClass::Forbidden("the unspecified address")
-            } else if v6.is_multicast() {
-                AddrClass::Forbidden("a multicast address")
-            } else if (seg[0] & 0xffc0) == 0xfe80 {
-                AddrClass::Forbidden("a link-local address (fe80::/10)")
-            } else if v6.is_loopback() {
-                AddrClass::Private("the loopback address (::1)")
-            } else if (seg[0] & 0xfe00) == 0xfc00 {
-                AddrClass::Private("a unique local address (fc00::/7)")
-            } else if (seg[0] & 0xffc0) == 0xfec0 {
-                // Deprecated site-local: private in spirit.
-                AddrClass::Private("a site-local address (fec0::/10)")
-            } else {
-                AddrClass::Public
-            }
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v6(v6: Ipv6Addr) -> AddrClass {
+    let seg = v6.segments();
+    // `::` and `::1` also have the IPv4-compatible shape; they are their own.
+    if v6.is_unspecified() {
+        return AddrClass::Forbidden("the unspecified address");
+    }
+    if v6.is_loopback() {
+        return AddrClass::Private("the loopback address (::1)");
+    }
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 {
+        return AddrClass::Forbidden("a local-use NAT64 address (64:ff9b:1::/48)");
+    }
+    let carried = embedded_v4(v6);
+    if !carried.is_empty() {
+        return carried
+            .into_iter()
+            .map(|v4| classify(IpAddr::V4(v4)))
+            .max_by_key(|c| c.severity())
+            .unwrap_or(AddrClass::Public);
+    }
+    if seg[0] == 0x2001 && seg[1] == 0x0db8 {
+        AddrClass::Forbidden("a documentation address (2001:db8::/32)")
+    } else if seg[0] == 0x3fff && seg[1] < 0x1000 {
+        AddrClass::Forbidden("a documentation address (3fff::/20)")
+    } else if seg[0] == 0x0100 && seg[1..4] == [0, 0, 0] {
+        AddrClass::Forbidden("a discard-only address (100::/64)")
+    } else if v6.is_multicast() {
+        AddrClass::Forbidden("a multicast address")
+    } else if (seg[0] & 0xffc0) == 0xfe80 {
+        AddrClass::Forbidden("a link-local address (fe80::/10)")
+    } else if (seg[0] & 0xfe00) == 0xfc00 {
+        AddrClass::Private("a unique local address (fc00::/7)")
+    } else if (seg[0] & 0xffc0) == 0xfec0 {
+        // Deprecated site-local: private in spirit.
+        AddrClass::Private("a site-local address (fec0::/10)")
+    } else {
+        AddrClass::Public
+    }
+}
+
+/// The IPv4 addresses an IPv6 address carries, by the forms of RFC 4291
+/// (mapped, compatible), RFC 2765 (translated), RFC 6052 (the well-known
+/// NAT64 prefix), RFC 3056 (6to4) and RFC 4380 (Teredo: the server, and the
+/// client stored with its bits inverted). Empty for any other address.
+fn embedded_v4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let seg = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match seg {
+        // ::ffff:a.b.c.d, ::ffff:0:a.b.c.d, ::a.b.c.d and 64:ff9b::a.b.c.d.
+        [0, 0, 0, 0, 0, 0xffff, hi, lo]
+        | [0, 0, 0, 0, 0xffff, 0, hi, lo]
+        | [0, 0, 0, 0, 0, 0, hi, lo]
+        | [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => vec![v4(hi, lo)],
+        [0x2002, hi, lo, ..] => vec![v4(hi, lo)],
+        [0x2001, 0, s_hi, s_lo, _, _, c_hi, c_lo] => vec![v4(s_hi, s_lo), v4(!c_hi, !c_lo)],
+        _ => Vec::new(),
+    }
+}
+
+impl AddrClass {
+    /// Orders classes from harmless to never allowed, so that an address
+    /// carrying two IPv4 addresses is judged by the worse one.
+    fn severity(self) -> u8 {
+        match self {
+            AddrClass::Public => 0,
+            AddrClass::Private(_) => 1,
+            AddrClass::Forbidden(_) => 2,
         }
     }
 }
@@ -107,6 +158,17 @@ fn classify_v4(ip: Ipv4Addr) -> AddrClass {
         AddrClass::Forbidden("the broadcast address")
     } else if o[0] >= 240 {
         AddrClass::Forbidden("a reserved address (240.0.0.0/4)")
+    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+        AddrClass::Forbidden("an IETF protocol assignment (192.0.0.0/24)")
+    } else if (o[0] == 192 && o[1] == 0 && o[2] == 2)
+        || (o[0] == 198 && o[1] == 51 && o[2] == 100)
+        || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+    {
+        AddrClass::Forbidden("a documentation address (RFC 5737)")
+    } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+        AddrClass::Forbidden("a benchmarking address (198.18.0.0/15)")
+    } else if o[0] == 192 && o[1] == 88 && o[2] == 99 {
+        AddrClass::Forbidden("a deprecated 6to4 relay address (192.88.99.0/24)")
     } else if ip.is_loopback() {
         AddrClass::Private("a loopback address (127.0.0.0/8)")
     } else if o[0] == 10 {
@@ -221,7 +283,10 @@ pub struct CallbackPolicy {
 
 impl CallbackPolicy {
     /// Checks one resolved address of `host` (`host` is the name as written
-    /// in the URL, or the address itself for literals).
+    /// in the URL, or the address itself for literals): allowed, or refused
+    /// with the reason. Any outbound fetch whose target a client chose (the
+    /// callback, a video to download) asks this of the address it is about to
+    /// connect to.
     pub fn check_addr(&self, host: &str, ip: IpAddr) -> Result<(), PolicyError> {
         match classify(ip) {
             AddrClass::Public => Ok(()),
@@ -246,15 +311,22 @@ impl CallbackPolicy {
 
     fn allowed(&self, host: &str, ip: IpAddr) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        // Mapped addresses are allowed by the IPv4 range they carry.
-        let ip_v4 = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-            IpAddr::V4(_) => None,
+        // An IPv6 form that carries IPv4 addresses is allowed by the ranges of
+        // the ones that made it private (both of a Teredo address may be).
+        let carried: Vec<IpAddr> = match ip {
+            IpAddr::V6(v6) => embedded_v4(v6)
+                .into_iter()
+                .map(IpAddr::V4)
+                .filter(|v4| classify(*v4) != AddrClass::Public)
+                .collect(),
+            IpAddr::V4(_) => Vec::new(),
         };
         self.allow.iter().any(|rule| match rule {
             AllowRule::Host(h) => *h == host,
             AllowRule::Suffix(s) => host.ends_with(s.as_str()),
-            AllowRule::Net(n) => n.contains(&ip) || ip_v4.is_some_and(|v4| n.contains(&v4)),
+            AllowRule::Net(n) => {
+                n.contains(&ip) || (!carried.is_empty() && carried.iter().all(|a| n.contains(a)))
+            }
         })
     }
 
@@ -398,6 +470,154 @@ mod tests {
         for public in ["8.8.8.8", "172.32.0.1", "2606:4700::1111", "1.1.1.1"] {
             assert_eq!(classify(ip(public)), AddrClass::Public, "{public}");
         }
+    }
+
+    /// What the default policy must answer for an address, whichever path
+    /// the address takes.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Want {
+        Refused,
+        NeverAllowed,
+        Allowed,
+    }
+
+    /// Every IPv6 spelling of an IPv4 address, and the special-purpose
+    /// ranges, with what the default policy (`allow_private` off) and an open
+    /// one (`allow_private` on) must answer.
+    const FORMS: &[(&str, Want)] = &[
+        // IPv4-compatible, mapped, translated, NAT64, 6to4, Teredo: loopback.
+        ("::127.0.0.1", Want::Refused),
+        ("::7f00:1", Want::Refused),
+        ("::ffff:127.0.0.1", Want::Refused),
+        ("::ffff:0:7f00:1", Want::Refused),
+        ("::ffff:0:127.0.0.1", Want::Refused),
+        ("64:ff9b::7f00:1", Want::Refused),
+        ("2002:7f00:1::", Want::Refused),
+        ("2002:7f00:1:ffff::1", Want::Refused),
+        // Teredo: server 8.8.8.8, client 127.0.0.1 stored inverted.
+        ("2001:0:808:808::80ff:fffe", Want::Refused),
+        // The same forms carrying private and metadata addresses.
+        ("::10.0.0.1", Want::Refused),
+        ("::ffff:0:c0a8:101", Want::Refused),
+        ("2002:a00:1::", Want::Refused),
+        ("::169.254.169.254", Want::NeverAllowed),
+        ("::ffff:0:a9fe:a9fe", Want::NeverAllowed),
+        ("2002:a9fe:a9fe::", Want::NeverAllowed),
+        ("64:ff9b::a9fe:a9fe", Want::NeverAllowed),
+        ("::ffff:100.100.100.200", Want::NeverAllowed),
+        ("2001:0:808:808::5601:5601", Want::NeverAllowed),
+        ("::0.0.0.2", Want::NeverAllowed),
+        ("64:ff9b:1::7f00:1", Want::NeverAllowed),
+        ("64:ff9b:1::808:808", Want::NeverAllowed),
+        // Special-purpose IPv4 ranges, bare and wrapped.
+        ("192.0.0.1", Want::NeverAllowed),
+        ("192.0.0.170", Want::NeverAllowed),
+        ("198.18.0.1", Want::NeverAllowed),
+        ("198.19.255.254", Want::NeverAllowed),
+        ("192.0.2.1", Want::NeverAllowed),
+        ("198.51.100.7", Want::NeverAllowed),
+        ("203.0.113.9", Want::NeverAllowed),
+        ("240.0.0.1", Want::NeverAllowed),
+        ("255.255.255.255", Want::NeverAllowed),
+        ("192.88.99.1", Want::NeverAllowed),
+        ("::ffff:198.18.0.1", Want::NeverAllowed),
+        ("2002:c000:201::", Want::NeverAllowed),
+        ("100.64.0.1", Want::Refused),
+        ("100.127.255.254", Want::Refused),
+        ("::ffff:100.64.0.1", Want::Refused),
+        // Special-purpose IPv6 ranges.
+        ("2001:db8::1", Want::NeverAllowed),
+        ("2001:db8:ffff::1", Want::NeverAllowed),
+        ("3fff::1", Want::NeverAllowed),
+        ("100::1", Want::NeverAllowed),
+        // Public, bare and wrapped: the forms themselves are not refused.
+        ("8.8.8.8", Want::Allowed),
+        ("198.20.0.1", Want::Allowed),
+        ("100.128.0.1", Want::Allowed),
+        ("::ffff:8.8.8.8", Want::Allowed),
+        ("2002:808:808::1", Want::Allowed),
+        ("64:ff9b::808:808", Want::Allowed),
+        ("2001:0:808:808::f7f7:f7f7", Want::Allowed),
+        ("2606:4700::1111", Want::Allowed),
+    ];
+
+    fn url_for(ip: IpAddr) -> Url {
+        match ip {
+            IpAddr::V4(v4) => format!("http://{v4}:9/hook"),
+            IpAddr::V6(v6) => format!("http://[{v6}]:9/hook"),
+        }
+        .parse()
+        .unwrap()
+    }
+
+    /// The answer of every path an address can take: the class, the check
+    /// of an address literal (sender), the check at submission, and the
+    /// sender's resolver (a name that resolves to the address).
+    async fn answers(policy: &CallbackPolicy, text: &str) -> [Result<(), PolicyError>; 4] {
+        let addr = ip(text);
+        let url = url_for(addr);
+        let resolver = PolicyResolver {
+            policy: Arc::new(policy.clone()),
+        };
+        let name: reqwest::dns::Name = text.parse().unwrap();
+        let resolved = reqwest::dns::Resolve::resolve(&resolver, name)
+            .await
+            .map(|addrs| assert!(addrs.map(|a| a.ip()).eq([addr])))
+            .map_err(|e| {
+                e.downcast::<PolicyError>()
+                    .map(|e| *e)
+                    .unwrap_or_else(|e| panic!("{text}: not a policy refusal: {e}"))
+            });
+        [
+            policy.check_addr(text, addr),
+            policy.check_literal(&url).map(|checked| assert!(checked)),
+            policy.check_url(&url).await.map(|_| ()),
+            resolved,
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_form_of_an_address_meets_the_same_answer_on_every_path() {
+        let strict = CallbackPolicy::default();
+        let open = CallbackPolicy {
+            allow_private: true,
+            allow: vec![],
+        };
+        for &(text, want) in FORMS {
+            for (i, got) in answers(&strict, text).await.into_iter().enumerate() {
+                match want {
+                    Want::Allowed => assert_eq!(got, Ok(()), "{text} (path {i})"),
+                    Want::Refused => assert!(
+                        matches!(got, Err(PolicyError::Private { .. })),
+                        "{text} (path {i}): {got:?}"
+                    ),
+                    Want::NeverAllowed => assert!(
+                        matches!(got, Err(PolicyError::Forbidden { .. })),
+                        "{text} (path {i}): {got:?}"
+                    ),
+                }
+            }
+            for (i, got) in answers(&open, text).await.into_iter().enumerate() {
+                assert_eq!(
+                    got.is_ok(),
+                    want != Want::NeverAllowed,
+                    "{text} (path {i}), private allowed: {got:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_allowed_range_lifts_the_wrapped_forms_of_its_addresses() {
+        let policy = CallbackPolicy {
+            allow_private: false,
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+        };
+        for form in ["::127.0.0.1", "::ffff:0:7f00:1", "2002:7f00:1::", "64:ff9b::7f00:1"] {
+            assert!(policy.check_addr("x", ip(form)).is_ok(), "{form}");
+        }
+        assert!(policy.check_addr("x", ip("2002:a00:1::")).is_err());
+        assert!(policy.check_addr("x", ip("::169.254.169.254")).is_err());
     }
 
     #[test]

@@ -276,6 +276,20 @@ async fn the_callback_policy_refuses_internal_addresses_at_submission() {
         "http://[ff02::1]/x",
         "http://0.0.0.0/x",
         "http://[::]/x",
+        // IPv6 spellings of loopback: compatible, translated, 6to4, NAT64.
+        "http://[::127.0.0.1]/x",
+        "http://[::ffff:0:7f00:1]/x",
+        "http://[2002:7f00:1::]/x",
+        "http://[64:ff9b::7f00:1]/x",
+        // Special-purpose ranges.
+        "http://192.0.0.8/x",
+        "http://198.18.0.1/x",
+        "http://192.0.2.1/x",
+        "http://198.51.100.1/x",
+        "http://203.0.113.1/x",
+        "http://240.0.0.1/x",
+        "http://100.64.0.1/x",
+        "http://[2001:db8::1]/x",
     ] {
         let (status, body) = try_callback(&strict, url).await;
         assert_eq!(status, 422, "{url}: {body}");
