@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use subtle::ConstantTimeEq as _;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 use url::Url;
 use webhook_types::{ClippingJobRequest, JobAccepted, Validate, parse_json};
@@ -69,8 +70,25 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(|| async { ApiError::NoRoute(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { ApiError::NoRoute(StatusCode::METHOD_NOT_ALLOWED) })
-        .layer(TraceLayer::new_for_http())
+        .layer(request_trace())
         .with_state(state)
+}
+
+/// The request trace: a span per request (see [`PathOnlySpan`]), and
+/// tower-http's events when a request starts and ends.
+pub fn request_trace() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, PathOnlySpan> {
+    TraceLayer::new_for_http().make_span_with(PathOnlySpan)
+}
+
+/// The span of each request names the method and the path, never the query:
+/// a token a client misplaced in a query string must not reach the logs.
+#[derive(Debug, Clone, Copy)]
+pub struct PathOnlySpan;
+
+impl<B> tower_http::trace::MakeSpan<B> for PathOnlySpan {
+    fn make_span(&mut self, req: &axum::http::Request<B>) -> tracing::Span {
+        tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+    }
 }
 
 /// A JSON body parsed with [`parse_json`]: 400 for malformed JSON, 422 with
@@ -344,4 +362,64 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tower::ServiceExt as _;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Collects everything the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn request_logs_name_the_path_but_never_the_query() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        // A current-thread runtime: the request runs on this thread, under
+        // this subscriber.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app: Router = Router::new()
+            .route("/ai-clipping/jobs/{job_id}", get(|| async { "ok" }))
+            .layer(request_trace());
+        let request = Request::builder()
+            .uri("/ai-clipping/jobs/job_1?access_token=s3cr3t-in-query")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(logs.contains("/ai-clipping/jobs/job_1"), "{logs}");
+        assert!(logs.contains("finished processing request"), "{logs}");
+        assert!(!logs.contains("s3cr3t"), "{logs}");
+        assert!(!logs.contains("access_token"), "{logs}");
+    }
 }
