@@ -1,7 +1,8 @@
 //! `GET /ws`: the browser's live feed of its own jobs.
 //!
-//! The handler checks everything before upgrading (Origin 403, ticket or
-//! bearer token 401, parameters 400, the per-user cap 429), so refusals are
+//! The handler checks everything before upgrading (Origin 403, parameters
+//! 400, a request that is not a WebSocket upgrade 400, then the ticket or
+//! bearer token 401, the per-user cap 429), so refusals are
 //! plain HTTP answers in the service's error shape. The connection then runs
 //! [`run_socket`], a single task written over `Sink + Stream` so that tests
 //! can drive it with channels.
@@ -148,6 +149,14 @@ pub async fn handler(
         }
     }
     let (mut parts, _body) = request.into_parts();
+    // Before any credential is looked at: redeeming a ticket uses it up, so a
+    // request that cannot become a WebSocket must not reach that step.
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
+        .await
+        .map_err(|e| Error::BadRequest {
+            code: "not_a_websocket",
+            message: e.to_string(),
+        })?;
     let user = match ticket {
         Some(t) => store::redeem_ticket(&state.pool, &hash_secret(&t))
             .await?
@@ -163,12 +172,6 @@ pub async fn handler(
                 .ok_or(Error::Unauthorized("the token is not valid"))?
         }
     };
-    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
-        .await
-        .map_err(|e| Error::BadRequest {
-            code: "not_a_websocket",
-            message: e.to_string(),
-        })?;
     let start = store::last_event_id(&state.pool, user).await?;
     let sub = state
         .hub

@@ -94,6 +94,27 @@ async fn tickets_are_single_use_and_expire(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../../migrations/api")]
+async fn a_request_that_is_not_an_upgrade_leaves_the_ticket_unused(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let r: Value = app.ws_ticket(&token).await.json().await.unwrap();
+    let ticket = r["ticket"].as_str().unwrap().to_owned();
+
+    // A plain GET (a link preview, a prefetch, a log replayer) is refused as
+    // not a WebSocket, and the ticket survives it.
+    let plain = app.get(&format!("/ws?ticket={ticket}")).await;
+    assert_eq!(plain.status(), 400);
+    let body: Value = plain.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_a_websocket", "{body}");
+
+    let ws = app
+        .ws(&format!("?ticket={ticket}"), None, None)
+        .await
+        .expect("the ticket still opens a socket");
+    close(ws).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
 async fn foreign_browser_origins_are_refused(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (_, token) = app.create_user("a@example.com").await;
