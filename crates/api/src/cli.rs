@@ -170,21 +170,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         if !checked {
             // Subscribed first, then read the job: nothing can slip between.
             checked = true;
-            let job: Value = reqwest::Client::new()
-                .get(
-                    http_base
-                        .join(&format!("api/clipping-jobs/{}", args.job_id))
-                        .context("bad --url")?,
-                )
-                .header("authorization", &bearer)
-                .send()
-                .await
-                .context("failed to read the job")?
-                .error_for_status()
-                .context("failed to read the job")?
-                .json()
-                .await
-                .context("failed to read the job")?;
+            let job = read_job(&http_base, args.job_id, &bearer).await?;
             let job = &job["job"];
             bar.set_position(job["progressPercent"].as_f64().unwrap_or(0.0) as u64);
             bar.set_message(job["currentStep"].as_str().unwrap_or("waiting").to_owned());
@@ -210,7 +196,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 }
                 continue;
             };
-            let Ok(event) = serde_json::from_str::<Value>(&text) else {
+            let Ok(mut event) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
             since = event["eventId"].as_i64().or(since);
@@ -226,7 +212,13 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                     bar.finish_with_message(
                         event["message"].as_str().unwrap_or("completed").to_owned(),
                     );
-                    for clip in event["clips"].as_array().into_iter().flatten() {
+                    // Too many clips for one frame: the job has them.
+                    let clips = if event["clipsOmitted"] == Value::Bool(true) {
+                        read_job(&http_base, args.job_id, &bearer).await?["job"]["clips"].take()
+                    } else {
+                        event["clips"].take()
+                    };
+                    for clip in clips.as_array().into_iter().flatten() {
                         println!("{}", clip["url"].as_str().unwrap_or_default());
                     }
                     return Ok(ExitCode::SUCCESS);
@@ -243,4 +235,27 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `GET /api/clipping-jobs/{id}`: the job, with its clips.
+async fn read_job(
+    http_base: &Url,
+    job_id: impl std::fmt::Display,
+    bearer: &str,
+) -> anyhow::Result<Value> {
+    reqwest::Client::new()
+        .get(
+            http_base
+                .join(&format!("api/clipping-jobs/{job_id}"))
+                .context("bad --url")?,
+        )
+        .header("authorization", bearer)
+        .send()
+        .await
+        .context("failed to read the job")?
+        .error_for_status()
+        .context("failed to read the job")?
+        .json()
+        .await
+        .context("failed to read the job")
 }

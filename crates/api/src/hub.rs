@@ -46,7 +46,8 @@ pub struct HubEvent {
     pub event_id: i64,
     /// The job it is about (for `?job=`).
     pub job_id: Uuid,
-    /// The frame's text, as stored.
+    /// The frame's text, as stored, bounded by
+    /// [`fit_frame_text`](crate::jobs::fit_frame_text).
     pub text: Utf8Bytes,
 }
 
@@ -56,7 +57,8 @@ impl From<EventRow> for HubEvent {
             user_id: r.user_id,
             event_id: r.event_id,
             job_id: r.job_id,
-            text: r.message.into(),
+            // Bounded here, once for every socket it goes to.
+            text: crate::jobs::fit_frame_text(r.message).into(),
         }
     }
 }

@@ -415,9 +415,80 @@ pub async fn write_job(
     }))
 }
 
+/// The largest WebSocket frame a notification may become (contract: a
+/// `clipping.completed` whose clips would make it larger carries `clipCount`
+/// and `clipsOmitted: true` instead, and the client reads the clips over
+/// REST). Every stored event must fit, or a client resuming with `since`
+/// before it could never get past it.
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+
+/// The longest a free-text field (`error`, `currentStep`) may be in a frame
+/// that is over [`MAX_FRAME_BYTES`] once its clips are gone; the full text
+/// stays on the job.
+const MAX_FRAME_TEXT_BYTES: usize = 16 * 1024;
+
+/// Makes a message fit one frame: over [`MAX_FRAME_BYTES`], a completed
+/// message drops its `clips` for `clipsOmitted: true`, and if that is not
+/// enough, long strings are cut. Returns whether anything changed.
+pub fn fit_frame(message: &mut serde_json::Value) -> bool {
+    let too_big = |m: &serde_json::Value| serde_json::to_vec(m).map_or(0, |v| v.len()) > MAX_FRAME_BYTES;
+    if !too_big(message) {
+        return false;
+    }
+    let Some(fields) = message.as_object_mut() else {
+        return false;
+    };
+    if fields.get("type").and_then(|t| t.as_str()) == Some("clipping.completed")
+        && fields.remove("clips").is_some()
+    {
+        fields.insert("clipsOmitted".into(), json!(true));
+    }
+    if too_big(message) {
+        for value in message.as_object_mut().into_iter().flat_map(|f| f.values_mut()) {
+            if let serde_json::Value::String(text) = value
+                && text.len() > MAX_FRAME_TEXT_BYTES
+            {
+                let mut cut = MAX_FRAME_TEXT_BYTES;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push('…');
+            }
+        }
+    }
+    true
+}
+
+/// [`fit_frame`] for a message as the event log stores it. The log's text
+/// (PostgreSQL's `jsonb` output) is a little longer than the message that
+/// was checked when the event was made, and events stored before the limit
+/// existed were never checked, so every frame is checked again on its way
+/// out. Text that is not JSON passes unchanged.
+pub fn fit_frame_text(text: String) -> String {
+    if text.len() <= MAX_FRAME_BYTES {
+        return text;
+    }
+    let Ok(mut message) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return text;
+    };
+    if fit_frame(&mut message) {
+        message.to_string()
+    } else {
+        text
+    }
+}
+
 /// The WebSocket message of a notification, the contract's fields; `eventId`
-/// is filled in by the store from the user's counter.
+/// is filled in by the store from the user's counter. Bounded by
+/// [`fit_frame`].
 pub fn notification(kind: Notify, job: &JobRow, clips: Vec<Clip>) -> serde_json::Value {
+    let mut message = notification_unbounded(kind, job, clips);
+    fit_frame(&mut message);
+    message
+}
+
+fn notification_unbounded(kind: Notify, job: &JobRow, clips: Vec<Clip>) -> serde_json::Value {
     let at = Timestamp(Utc::now());
     let progress = ProgressPercent::new(job.progress_percent).unwrap_or(ProgressPercent::ZERO);
     // `status` in started/progress messages is the worker's pipeline status

@@ -237,7 +237,8 @@ where
             }
             *cursor = row.event_id;
             if p.job.is_none_or(|j| j == row.job_id) {
-                send(socket, Message::Text(row.message.into()), lagged).await?;
+                let text = crate::jobs::fit_frame_text(row.message);
+                send(socket, Message::Text(text.into()), lagged).await?;
             }
         }
         if n < PAGE {

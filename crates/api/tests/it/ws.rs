@@ -11,7 +11,7 @@ use api::hub::Hub;
 use api::store::EventRow;
 use api::ws::{EventLog, SocketParams, run_socket};
 use axum::extract::ws::Message as AxMessage;
-use futures_util::{Sink, Stream};
+use futures_util::{Sink, Stream, StreamExt as _};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -665,4 +665,140 @@ async fn watch_exits_0_on_completed_and_1_on_failed(pool: PgPool) {
         .unwrap()
         .unwrap();
     assert_eq!(code, format!("{:?}", std::process::ExitCode::SUCCESS));
+}
+
+/// `job.completed` for `ext` with `n` clips.
+fn completed_with(ext: Uuid, seq: u64, n: usize) -> Value {
+    let mut p = completed(ext, seq);
+    let clips: Vec<Value> = (0..n)
+        .map(|i| {
+            // Short values, so that 7,500 clips fit a webhook (1 MiB).
+            json!({
+                "clip_index": i, "s3_url": format!("https://m.io/{i}"),
+                "duration_ms": 9, "start_time_ms": 0, "end_time_ms": 9,
+                "virality_score": 1, "layout_type": "t"
+            })
+        })
+        .collect();
+    p["clips_completed"] = json!(n);
+    p["total_clips"] = json!(n);
+    p["output"]["total_clips"] = json!(n);
+    p["output"]["clips"] = json!(clips);
+    p
+}
+
+/// The next text frame, raw, so its size can be checked.
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no WebSocket frame in time")
+            .expect("WebSocket ended")
+            .expect("WebSocket error");
+        match frame {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Reads the frames of events `from..=to` and checks the big ones.
+async fn read_across(ws: &mut Ws, from: i64, to: i64, big: &[i64]) {
+    for id in from..=to {
+        let text = next_text(ws).await;
+        assert!(text.len() <= 256 * 1024, "event {id}: {} bytes", text.len());
+        let e: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(e["eventId"], id, "{e}");
+        if big.contains(&id) {
+            assert_eq!(e["type"], "clipping.completed", "{e}");
+            assert_eq!(e["clipCount"], 7_500, "{e}");
+            assert_eq!(e["clipsOmitted"], true, "{e}");
+            assert!(e.get("clips").is_none(), "{e}");
+        }
+    }
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn a_completion_too_big_for_a_frame_carries_its_count_and_resume_gets_past_it(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn(pool).await;
+    let (user, token) = app.create_user("a@example.com").await;
+    let big = app.create_job(&token).await;
+    let old = app.create_job(&token).await;
+    let later = app.create_job(&token).await;
+    let mut live = app.ws_as(&token, "").await;
+
+    // 1: started; 2: the completion with 7,500 clips (a webhook of most of
+    // a MiB).
+    app.deliver(&started(big)).await;
+    let body = serde_json::to_vec(&completed_with(big, 2, 7_500)).unwrap();
+    assert!(body.len() > 1_000_000 && body.len() < 1024 * 1024, "{}", body.len());
+    app.deliver(&completed_with(big, 2, 7_500)).await;
+    // 3: an oversized completion stored before frames were bounded, as the
+    // log holds it: checked again on the way out.
+    let mut stored = json!({
+        "type": "clipping.completed", "jobId": old, "at": "2025-01-15T10:38:00Z",
+        "clipCount": 7_500, "message": "Your 7500 clips are ready!",
+    });
+    stored["clips"] = completed_with(old, 2, 7_500)["output"]["clips"].clone();
+    sqlx::query(
+        "WITH u AS (UPDATE users SET last_event_id = last_event_id + 1 WHERE id = $1 \
+                    RETURNING last_event_id) \
+         INSERT INTO user_events (user_id, event_id, job_id, message) \
+         SELECT $1, u.last_event_id, $2, jsonb_set($3::jsonb, '{eventId}', to_jsonb(u.last_event_id)) \
+         FROM u",
+    )
+    .bind(user)
+    .bind(old)
+    .bind(&stored)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // 4, 5: later events, which a resume must reach.
+    app.deliver(&started(later)).await;
+    app.deliver(&progress(later, 2, 50.0, "Halfway")).await;
+
+    read_across(&mut live, 1, 5, &[2, 3]).await;
+    close(live).await;
+    // Resuming from before the big events gets through them to the end,
+    // twice (the first resume must not have spent anything).
+    for _ in 0..2 {
+        wait_until(|| async { app.state.hub.connections() == 0 }).await;
+        let mut resumed = app.ws_as(&token, "?since=1").await;
+        read_across(&mut resumed, 2, 5, &[2, 3]).await;
+        assert_quiet(&mut resumed, 200).await;
+        close(resumed).await;
+    }
+    // The clips themselves are one REST call away.
+    let job = app.job_json(&token, big).await;
+    assert_eq!(job["clips"].as_array().unwrap().len(), 7_500);
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn watch_prints_the_clips_of_a_completion_that_omitted_them(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let job = app.create_job(&token).await;
+    let watching = tokio::process::Command::new(env!("CARGO_BIN_EXE_viewcreator-api"))
+        .args(["watch", &job.to_string(), "--token", &token])
+        .args(["--url", &app.address])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_until(|| async { app.state.hub.connections() == 1 }).await;
+    app.deliver(&started(job)).await;
+    app.deliver(&completed_with(job, 2, 7_500)).await;
+    let out = tokio::time::timeout(Duration::from_secs(30), watching.wait_with_output())
+        .await
+        .expect("watch did not finish")
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let urls: Vec<&str> = stdout.lines().collect();
+    assert_eq!(urls.len(), 7_500);
+    assert_eq!(urls[7_499], "https://m.io/7499");
 }
