@@ -48,6 +48,10 @@ pub enum Error {
     /// The database cannot be reached: the caller should retry later.
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database was found unreachable moments ago and is not tried
+    /// again yet (see [`crate::group_commit::DbHealth`]): 503 at once.
+    #[error("the database was unreachable moments ago")]
+    DatabaseDown,
     /// Any other database failure.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -107,7 +111,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::DatabaseDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,7 +132,7 @@ impl Error {
                 ErrorBody::new("too_many_connections", self.to_string(), None)
             }
             // 5xx: the cause is logged, never sent.
-            Error::Unavailable(_) => ErrorBody::new(
+            Error::Unavailable(_) | Error::DatabaseDown => ErrorBody::new(
                 "unavailable",
                 "the service is temporarily unavailable; retry later",
                 None,
@@ -143,7 +147,10 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if matches!(self, Error::DatabaseDown) {
+            // Already logged once, when the database was found unreachable.
+            tracing::debug!(%status, error = %self, "request refused");
+        } else if status.is_server_error() {
             // `{:#}` on anyhow and the source chain on the rest: the whole
             // cause, for operators only.
             let cause = match &self {
@@ -154,7 +161,7 @@ impl IntoResponse for Error {
             tracing::error!(%status, error = %self, %cause, "request failed");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
-        if matches!(self, Error::Unavailable(_)) {
+        if matches!(self, Error::Unavailable(_) | Error::DatabaseDown) {
             response
                 .headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("5"));

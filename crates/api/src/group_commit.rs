@@ -18,14 +18,26 @@
 //! 3. one commit, after which every delivery of the batch is answered.
 //!
 //! If the batch fails for any reason (a deadlock with another instance, a
-//! lost connection, a bug tripped by one delivery) it is rolled back and each
-//! delivery is retried alone in its own transaction, so one bad delivery
-//! never fails its neighbours and each gets its own answer.
+//! bug tripped by one delivery) it is rolled back and each delivery is
+//! retried alone in its own transaction, so one bad delivery never fails its
+//! neighbours and each gets its own answer.
+//!
+//! A database that cannot be reached is the exception: retrying each
+//! delivery alone would make the last of a batch wait for one connection
+//! timeout per delivery ahead of it, and the sender would time out without
+//! seeing the 503 and its `Retry-After`. So the receiver takes a connection
+//! with a short timeout of its own ([`ACQUIRE_TIMEOUT`]), and [`DbHealth`]
+//! remembers for a moment ([`DOWN_FOR`]) that the database was unreachable:
+//! meanwhile deliveries are answered 503 at once, and then one delivery at a
+//! time probes whether it is back.
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 use webhook_types::WebhookPayload;
 
@@ -36,6 +48,111 @@ use crate::store;
 
 /// Deliveries waiting per lane before senders wait in turn.
 const LANE_QUEUE: usize = 1024;
+
+/// How long the receiver waits for a database connection. Well under the
+/// worker's 10 s request timeout, so that a sender sees the 503 (and its
+/// `Retry-After`) rather than a timeout of its own.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a database found unreachable is taken to stay so: deliveries
+/// are answered 503 without trying, then one probes.
+pub const DOWN_FOR: Duration = Duration::from_secs(1);
+
+/// Whether the database was reachable when last tried: a short-lived memory
+/// shared by the receiver and `/readyz`, so that an outage costs the first
+/// caller one [`ACQUIRE_TIMEOUT`] and everyone else nothing.
+#[derive(Debug, Clone, Default)]
+pub struct DbHealth {
+    /// `None` while the database is taken to be up.
+    down: Arc<Mutex<Option<Down>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Down {
+    /// Until when callers are refused without trying.
+    until: Instant,
+    /// When the one caller allowed to try the database after `until` did
+    /// so; the rest are refused meanwhile, so a dead database is not hit by
+    /// every queued delivery. A probe that never reports (its request was
+    /// dropped) stops counting after [`PROBE_LIMIT`].
+    probe_since: Option<Instant>,
+}
+
+/// How long one probe holds off the others.
+const PROBE_LIMIT: Duration = Duration::from_secs(5);
+
+/// What a caller may do, from [`DbHealth::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Use the database; report the result with [`DbHealth::observe`].
+    Try,
+    /// The database is known to be unreachable: answer 503 now.
+    Refuse,
+}
+
+impl DbHealth {
+    /// Whether the caller may use the database now; a `Try` while the
+    /// database is taken to be down makes the caller the probe.
+    pub fn admit(&self) -> Admission {
+        let mut down = self.down.lock().expect("health lock poisoned");
+        let now = Instant::now();
+        match down.as_mut() {
+            None => Admission::Try,
+            Some(d) if now < d.until => Admission::Refuse,
+            Some(d) if d.probe_since.is_some_and(|t| now < t + PROBE_LIMIT) => Admission::Refuse,
+            Some(d) => {
+                d.probe_since = Some(now);
+                Admission::Try
+            }
+        }
+    }
+
+    /// Whether the database was found unreachable within the last
+    /// [`DOWN_FOR`]: for work admitted before that was learnt.
+    pub fn refusing(&self) -> bool {
+        let down = self.down.lock().expect("health lock poisoned");
+        down.is_some_and(|d| Instant::now() < d.until)
+    }
+
+    /// Records what a use of the database showed: unreachable starts (or
+    /// extends) a down period; anything else, errors included, shows the
+    /// database answered.
+    pub fn observe<T>(&self, result: &Result<T, Error>) {
+        let unreachable = matches!(result, Err(Error::Unavailable(_) | Error::DatabaseDown));
+        let mut down = self.down.lock().expect("health lock poisoned");
+        if unreachable {
+            if down.is_none() {
+                tracing::warn!(
+                    down_for_ms = DOWN_FOR.as_millis() as u64,
+                    "the database is unreachable; answering 503 until it is back"
+                );
+            }
+            *down = Some(Down {
+                until: Instant::now() + DOWN_FOR,
+                probe_since: None,
+            });
+        } else if down.take().is_some() {
+            tracing::info!("the database is reachable again");
+        }
+    }
+}
+
+/// Begins a transaction, waiting at most [`ACQUIRE_TIMEOUT`] for a
+/// connection. A wait that runs out while the pool is full is congestion,
+/// not an outage, and is not reported as the database being down.
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, Error> {
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, pool.begin()).await {
+        Ok(r) => Ok(r?),
+        Err(_) if congested(pool) => Err(Error::Database(sqlx::Error::PoolTimedOut)),
+        Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
+    }
+}
+
+/// Whether every connection the pool may hold is open and in use: a wait
+/// for one then says the service is busy, not that the database is gone.
+pub fn congested(pool: &PgPool) -> bool {
+    pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0
+}
 
 struct Delivery {
     webhook_id: Option<String>,
@@ -51,6 +168,8 @@ pub struct Committer {
     cdn_domain: Option<String>,
     /// Empty when group commit is off.
     lanes: Vec<mpsc::Sender<Delivery>>,
+    /// Shared with every lane and with `/readyz`.
+    health: DbHealth,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -68,10 +187,17 @@ impl Committer {
     /// answering what was queued.
     pub fn start(pool: PgPool, cdn_domain: Option<String>, lanes: usize, max_batch: usize) -> Self {
         let lanes = if max_batch <= 1 { 0 } else { lanes };
+        let health = DbHealth::default();
         let senders = (0..lanes)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_QUEUE);
-                tokio::spawn(lane(pool.clone(), cdn_domain.clone(), rx, max_batch));
+                let lane = Lane {
+                    pool: pool.clone(),
+                    cdn_domain: cdn_domain.clone(),
+                    health: health.clone(),
+                    max_batch,
+                };
+                tokio::spawn(lane.run(rx));
                 tx
             })
             .collect();
@@ -79,7 +205,13 @@ impl Committer {
             pool,
             cdn_domain,
             lanes: senders,
+            health,
         }
+    }
+
+    /// The database's recent health, as the receiver saw it.
+    pub fn health(&self) -> &DbHealth {
+        &self.health
     }
 
     /// Applies one delivery, alone or batched with others; returns once its
@@ -89,11 +221,16 @@ impl Committer {
         webhook_id: Option<String>,
         payload: WebhookPayload,
     ) -> Result<Outcome, Error> {
+        if self.health.admit() == Admission::Refuse {
+            return Err(Error::DatabaseDown);
+        }
         if self.lanes.is_empty() {
             let ctx = WriteCtx {
                 cdn_domain: self.cdn_domain.as_deref(),
             };
-            return receiver::process(&self.pool, webhook_id.as_deref(), &payload, ctx).await;
+            let r = receiver::process(&self.pool, webhook_id.as_deref(), &payload, ctx).await;
+            self.health.observe(&r);
+            return r;
         }
         let lane = &self.lanes[lane_of(&payload, self.lanes.len())];
         let (reply, answer) = oneshot::channel();
@@ -124,41 +261,71 @@ fn lane_of(payload: &WebhookPayload, lanes: usize) -> usize {
     (h.finish() % lanes as u64) as usize
 }
 
-async fn lane(
+/// One lane's task and what it needs.
+struct Lane {
     pool: PgPool,
     cdn_domain: Option<String>,
-    mut rx: mpsc::Receiver<Delivery>,
+    health: DbHealth,
     max_batch: usize,
-) {
-    let ctx = WriteCtx {
-        cdn_domain: cdn_domain.as_deref(),
-    };
-    let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(d) => batch.push(d),
-                Err(_) => break,
+}
+
+impl Lane {
+    async fn run(self, mut rx: mpsc::Receiver<Delivery>) {
+        let ctx = WriteCtx {
+            cdn_domain: self.cdn_domain.as_deref(),
+        };
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
             }
-        }
-        metrics::histogram!("api_webhook_batch_size").record(batch.len() as f64);
-        if batch.len() > 1 {
-            match run_batch(&pool, &batch, ctx).await {
-                Ok(outcomes) => {
-                    for (d, outcome) in batch.drain(..).zip(outcomes) {
-                        let _ = d.reply.send(Ok(outcome));
+            metrics::histogram!("api_webhook_batch_size").record(batch.len() as f64);
+            // Queued before the database was found unreachable (by this lane
+            // or another): answered without a wait.
+            if self.health.refusing() {
+                for d in batch.drain(..) {
+                    let _ = d.reply.send(Err(Error::DatabaseDown));
+                }
+                continue;
+            }
+            if batch.len() > 1 {
+                let r = run_batch(&self.pool, &batch, ctx).await;
+                self.health.observe(&r);
+                match r {
+                    Ok(outcomes) => {
+                        for (d, outcome) in batch.drain(..).zip(outcomes) {
+                            let _ = d.reply.send(Ok(outcome));
+                        }
+                        continue;
                     }
+                    // Unreachable: each delivery alone would meet the same,
+                    // one timeout after another. The sender retries.
+                    Err(Error::Unavailable(_) | Error::DatabaseDown) => {
+                        for d in batch.drain(..) {
+                            let _ = d.reply.send(Err(Error::DatabaseDown));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, size = batch.len(), "webhook batch failed; applying one by one");
+                    }
+                }
+            }
+            for d in batch.drain(..) {
+                // The database was found unreachable meanwhile.
+                if self.health.refusing() {
+                    let _ = d.reply.send(Err(Error::DatabaseDown));
                     continue;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, size = batch.len(), "webhook batch failed; applying one by one");
-                }
+                let r =
+                    receiver::process(&self.pool, d.webhook_id.as_deref(), &d.payload, ctx).await;
+                self.health.observe(&r);
+                let _ = d.reply.send(r);
             }
-        }
-        for d in batch.drain(..) {
-            let r = receiver::process(&pool, d.webhook_id.as_deref(), &d.payload, ctx).await;
-            let _ = d.reply.send(r);
         }
     }
 }
@@ -168,7 +335,7 @@ async fn run_batch(
     batch: &[Delivery],
     ctx: WriteCtx<'_>,
 ) -> Result<Vec<Outcome>, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     for d in batch {

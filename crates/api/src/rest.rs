@@ -2,6 +2,8 @@
 //! tickets, health and metrics. Handlers are thin: authenticate, validate,
 //! call the store, shape the answer.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,6 +18,7 @@ use crate::AppState;
 use crate::auth::{self, AuthUser};
 use crate::error::Error;
 use crate::extract::ApiJson;
+use crate::group_commit::{Admission, congested};
 use crate::store;
 
 /// Most jobs `GET /api/clipping-jobs` returns (the newest).
@@ -185,9 +188,30 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the database answers.
+/// How long `/readyz` waits for the database: it answers within a second
+/// even when the database does not.
+const READY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// `GET /readyz`: the database answers. A database the receiver found
+/// unreachable a moment ago is not tried again (503 at once); otherwise one
+/// round trip, bounded by [`READY_TIMEOUT`], whose result the receiver
+/// learns from too.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Error> {
-    store::ping(&state.pool).await.map_err(Error::Unavailable)?;
+    let health = state.committer.health();
+    if health.admit() == Admission::Refuse {
+        return Err(Error::DatabaseDown);
+    }
+    let r = match tokio::time::timeout(READY_TIMEOUT, store::ping(&state.pool)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Unavailable(e)),
+        // Busy, not gone: not ready, but the receiver keeps trying.
+        Err(_) if congested(&state.pool) => {
+            return Err(Error::Unavailable(sqlx::Error::PoolTimedOut));
+        }
+        Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
+    };
+    health.observe(&r);
+    r?;
     Ok(Json(json!({ "status": "ready" })))
 }
 
