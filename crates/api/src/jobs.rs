@@ -431,7 +431,8 @@ const MAX_FRAME_TEXT_BYTES: usize = 16 * 1024;
 /// message drops its `clips` for `clipsOmitted: true`, and if that is not
 /// enough, long strings are cut. Returns whether anything changed.
 pub fn fit_frame(message: &mut serde_json::Value) -> bool {
-    let too_big = |m: &serde_json::Value| serde_json::to_vec(m).map_or(0, |v| v.len()) > MAX_FRAME_BYTES;
+    let too_big =
+        |m: &serde_json::Value| serde_json::to_vec(m).map_or(0, |v| v.len()) > MAX_FRAME_BYTES;
     if !too_big(message) {
         return false;
     }
@@ -444,7 +445,11 @@ pub fn fit_frame(message: &mut serde_json::Value) -> bool {
         fields.insert("clipsOmitted".into(), json!(true));
     }
     if too_big(message) {
-        for value in message.as_object_mut().into_iter().flat_map(|f| f.values_mut()) {
+        for value in message
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|f| f.values_mut())
+        {
             if let serde_json::Value::String(text) = value
                 && text.len() > MAX_FRAME_TEXT_BYTES
             {

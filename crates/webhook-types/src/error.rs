@@ -91,7 +91,10 @@ impl ParseError {
     /// bytes: if they are JSON at all, the error is about the content (422,
     /// naming the field), whatever category serde_json filed it under;
     /// otherwise it is a syntax error (400).
-    pub(crate) fn from_serde(e: serde_path_to_error::Error<serde_json::Error>, is_json: bool) -> Self {
+    pub(crate) fn from_serde(
+        e: serde_path_to_error::Error<serde_json::Error>,
+        is_json: bool,
+    ) -> Self {
         let path = e.path().to_string();
         let inner = e.inner();
         let kind = if is_json {
@@ -104,7 +107,8 @@ impl ParseError {
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
-        if kind == ParseErrorKind::Invalid && inner.classify() != serde_json::error::Category::Data {
+        if kind == ParseErrorKind::Invalid && inner.classify() != serde_json::error::Category::Data
+        {
             // serde_json's "expected value" for, say, `"event": 5`.
             message = "the value has the wrong type".to_owned();
         }

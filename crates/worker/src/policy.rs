@@ -613,7 +613,12 @@ mod tests {
             allow_private: false,
             allow: vec!["127.0.0.0/8".parse().unwrap()],
         };
-        for form in ["::127.0.0.1", "::ffff:0:7f00:1", "2002:7f00:1::", "64:ff9b::7f00:1"] {
+        for form in [
+            "::127.0.0.1",
+            "::ffff:0:7f00:1",
+            "2002:7f00:1::",
+            "64:ff9b::7f00:1",
+        ] {
             assert!(policy.check_addr("x", ip(form)).is_ok(), "{form}");
         }
         assert!(policy.check_addr("x", ip("2002:a00:1::")).is_err());

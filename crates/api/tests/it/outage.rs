@@ -49,11 +49,14 @@ impl Cluster {
             as_postgres,
         };
         let data = cluster.dir.join("data");
-        run(cluster
-            .command("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]));
+        run(cluster.command("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]));
         cluster.start_server();
         cluster
     }
@@ -209,7 +212,11 @@ async fn while_postgres_is_down_webhooks_get_503_at_once_and_readyz_answers_quic
         eprintln!("wave {wave}: 24 webhooks answered 503, slowest after {slowest:?}");
         let ready = readyz(&app).await;
         assert_eq!(ready.status, 503);
-        assert!(ready.took < Duration::from_secs(1), "/readyz took {:?}", ready.took);
+        assert!(
+            ready.took < Duration::from_secs(1),
+            "/readyz took {:?}",
+            ready.took
+        );
     }
 
     // Back: the next delivery after the short down period probes, finds it,
@@ -223,11 +230,17 @@ async fn while_postgres_is_down_webhooks_get_503_at_once_and_readyz_answers_quic
             break;
         }
         assert_eq!(a.status, 503);
-        assert!(back.elapsed() < Duration::from_secs(10), "still 503 after 10 s");
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "still 503 after 10 s"
+        );
         seq += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("applied again {:?} after the server was back", back.elapsed());
+    eprintln!(
+        "applied again {:?} after the server was back",
+        back.elapsed()
+    );
     let ready = readyz(&app).await;
     assert_eq!(ready.status, 200);
     let job: Value = app.job_json(&token, job).await;
@@ -238,6 +251,10 @@ async fn while_postgres_is_down_webhooks_get_503_at_once_and_readyz_answers_quic
     cluster.stop_server();
     let ready = readyz(&app).await;
     assert_eq!(ready.status, 503);
-    assert!(ready.took < Duration::from_secs(1), "/readyz took {:?}", ready.took);
+    assert!(
+        ready.took < Duration::from_secs(1),
+        "/readyz took {:?}",
+        ready.took
+    );
     eprintln!("/readyz found the database gone in {:?}", ready.took);
 }

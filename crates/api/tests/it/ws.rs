@@ -720,9 +720,7 @@ async fn read_across(ws: &mut Ws, from: i64, to: i64, big: &[i64]) {
 }
 
 #[sqlx::test(migrations = "../../migrations/api")]
-async fn a_completion_too_big_for_a_frame_carries_its_count_and_resume_gets_past_it(
-    pool: PgPool,
-) {
+async fn a_completion_too_big_for_a_frame_carries_its_count_and_resume_gets_past_it(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (user, token) = app.create_user("a@example.com").await;
     let big = app.create_job(&token).await;
@@ -734,7 +732,11 @@ async fn a_completion_too_big_for_a_frame_carries_its_count_and_resume_gets_past
     // a MiB).
     app.deliver(&started(big)).await;
     let body = serde_json::to_vec(&completed_with(big, 2, 7_500)).unwrap();
-    assert!(body.len() > 1_000_000 && body.len() < 1024 * 1024, "{}", body.len());
+    assert!(
+        body.len() > 1_000_000 && body.len() < 1024 * 1024,
+        "{}",
+        body.len()
+    );
     app.deliver(&completed_with(big, 2, 7_500)).await;
     // 3: an oversized completion stored before frames were bounded, as the
     // log holds it: checked again on the way out.

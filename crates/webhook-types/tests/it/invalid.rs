@@ -218,7 +218,11 @@ fn wrong_typed_json_is_invalid_not_syntax() {
         *v.pointer_mut(pointer).unwrap() = bad.clone();
         let bytes = serde_json::to_vec(&v).unwrap();
         let err = parse_json::<WebhookPayload>(&bytes).expect_err("must be refused");
-        assert_eq!(err.kind, ParseErrorKind::Invalid, "{pointer} = {bad}: {err}");
+        assert_eq!(
+            err.kind,
+            ParseErrorKind::Invalid,
+            "{pointer} = {bad}: {err}"
+        );
         assert_eq!(err.field.as_deref(), Some(field), "{pointer} = {bad}");
         let body = webhook_types::ErrorBody::from(&err);
         assert_eq!(body.error.code, "invalid_field", "{pointer} = {bad}");
