@@ -61,10 +61,23 @@ pub const DOWN_FOR: Duration = Duration::from_secs(1);
 /// Whether the database was reachable when last tried: a short-lived memory
 /// shared by the receiver and `/readyz`, so that an outage costs the first
 /// caller one [`ACQUIRE_TIMEOUT`] and everyone else nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DbHealth {
     /// `None` while the database is taken to be up.
     down: Arc<Mutex<Option<Down>>>,
+    /// When the database last answered anyone: a connection wait that runs
+    /// out while others are being answered is congestion, not an outage.
+    last_answer: Arc<Mutex<Instant>>,
+}
+
+impl Default for DbHealth {
+    fn default() -> Self {
+        Self {
+            down: Arc::default(),
+            // The service starts after its migrations ran.
+            last_answer: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +120,15 @@ impl DbHealth {
         }
     }
 
+    /// Whether the database answered anyone within `window`.
+    pub fn answered_within(&self, window: Duration) -> bool {
+        self.last_answer
+            .lock()
+            .expect("health lock poisoned")
+            .elapsed()
+            < window
+    }
+
     /// Whether the database was found unreachable within the last
     /// [`DOWN_FOR`]: for work admitted before that was learnt.
     pub fn refusing(&self) -> bool {
@@ -119,6 +141,9 @@ impl DbHealth {
     /// database answered.
     pub fn observe<T>(&self, result: &Result<T, Error>) {
         let unreachable = matches!(result, Err(Error::Unavailable(_) | Error::DatabaseDown));
+        if !unreachable {
+            *self.last_answer.lock().expect("health lock poisoned") = Instant::now();
+        }
         let mut down = self.down.lock().expect("health lock poisoned");
         if unreachable {
             if down.is_none() {
@@ -137,21 +162,57 @@ impl DbHealth {
     }
 }
 
-/// Begins a transaction, waiting at most [`ACQUIRE_TIMEOUT`] for a
-/// connection. A wait that runs out while the pool is full is congestion,
-/// not an outage, and is not reported as the database being down.
-pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, Error> {
-    match tokio::time::timeout(ACQUIRE_TIMEOUT, pool.begin()).await {
+/// How long a fresh connection may take to open when [`begin`] checks
+/// whether the database is there at all.
+const REACHABLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Begins a transaction, waiting [`ACQUIRE_TIMEOUT`] for a connection
+/// before asking whether the database is unreachable. A wait that runs out
+/// while the database goes on answering others, or while a fresh connection
+/// to it opens, is congestion (a burst, the pool still growing), not an
+/// outage: it goes on, up to the pool's own timeout.
+pub async fn begin(
+    pool: &PgPool,
+    health: &DbHealth,
+) -> Result<Transaction<'static, Postgres>, Error> {
+    let begin = pool.begin();
+    tokio::pin!(begin);
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, &mut begin).await {
         Ok(r) => Ok(r?),
-        Err(_) if congested(pool) => Err(Error::Database(sqlx::Error::PoolTimedOut)),
+        Err(_) if health.answered_within(ACQUIRE_TIMEOUT) || reachable(pool).await => {
+            Ok(begin.await?)
+        }
         Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
     }
 }
 
-/// Whether every connection the pool may hold is open and in use: a wait
-/// for one then says the service is busy, not that the database is gone.
-pub fn congested(pool: &PgPool) -> bool {
-    pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0
+/// Whether a connection to the database opens, outside the pool. A stopped
+/// server refuses at once; only a silent network costs the whole timeout.
+async fn reachable(pool: &PgPool) -> bool {
+    let options = pool.connect_options();
+    let connect = <sqlx::PgConnection as sqlx::Connection>::connect_with(&*options);
+    match tokio::time::timeout(REACHABLE_TIMEOUT, connect).await {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// One delivery in its own transaction, as [`receiver::process`], with the
+/// receiver's bounded wait for a connection.
+async fn process_alone(
+    pool: &PgPool,
+    health: &DbHealth,
+    webhook_id: Option<&str>,
+    payload: &WebhookPayload,
+    ctx: WriteCtx<'_>,
+) -> Result<Outcome, Error> {
+    let mut tx = begin(pool, health).await?;
+    let outcome = receiver::process_in(&mut tx, webhook_id, payload, ctx).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 struct Delivery {
@@ -228,7 +289,14 @@ impl Committer {
             let ctx = WriteCtx {
                 cdn_domain: self.cdn_domain.as_deref(),
             };
-            let r = receiver::process(&self.pool, webhook_id.as_deref(), &payload, ctx).await;
+            let r = process_alone(
+                &self.pool,
+                &self.health,
+                webhook_id.as_deref(),
+                &payload,
+                ctx,
+            )
+            .await;
             self.health.observe(&r);
             return r;
         }
@@ -293,7 +361,7 @@ impl Lane {
                 continue;
             }
             if batch.len() > 1 {
-                let r = run_batch(&self.pool, &batch, ctx).await;
+                let r = run_batch(&self.pool, &self.health, &batch, ctx).await;
                 self.health.observe(&r);
                 match r {
                     Ok(outcomes) => {
@@ -321,8 +389,14 @@ impl Lane {
                     let _ = d.reply.send(Err(Error::DatabaseDown));
                     continue;
                 }
-                let r =
-                    receiver::process(&self.pool, d.webhook_id.as_deref(), &d.payload, ctx).await;
+                let r = process_alone(
+                    &self.pool,
+                    &self.health,
+                    d.webhook_id.as_deref(),
+                    &d.payload,
+                    ctx,
+                )
+                .await;
                 self.health.observe(&r);
                 let _ = d.reply.send(r);
             }
@@ -332,10 +406,11 @@ impl Lane {
 
 async fn run_batch(
     pool: &PgPool,
+    health: &DbHealth,
     batch: &[Delivery],
     ctx: WriteCtx<'_>,
 ) -> Result<Vec<Outcome>, Error> {
-    let mut tx = begin(pool).await?;
+    let mut tx = begin(pool, health).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     for d in batch {

@@ -194,7 +194,7 @@ pub async fn process(
     payload: &WebhookPayload,
     ctx: WriteCtx<'_>,
 ) -> Result<Outcome, Error> {
-    let mut tx = crate::group_commit::begin(pool).await?;
+    let mut tx = pool.begin().await?;
     let outcome = process_in(&mut tx, webhook_id, payload, ctx).await?;
     tx.commit().await?;
     Ok(outcome)

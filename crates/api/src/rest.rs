@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::auth::{self, AuthUser};
 use crate::error::Error;
 use crate::extract::ApiJson;
-use crate::group_commit::{Admission, congested};
+use crate::group_commit::Admission;
 use crate::store;
 
 /// Most jobs `GET /api/clipping-jobs` returns (the newest).
@@ -205,7 +205,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Error>
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Error::Unavailable(e)),
         // Busy, not gone: not ready, but the receiver keeps trying.
-        Err(_) if congested(&state.pool) => {
+        Err(_) if health.answered_within(READY_TIMEOUT) => {
             return Err(Error::Unavailable(sqlx::Error::PoolTimedOut));
         }
         Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
