@@ -18,6 +18,18 @@
 //!   delivery is sent again after the restart (at least once, as promised),
 //!   and the commit is off the delivery path, which keeps latency low.
 //!
+//! - Failures that say the receiver itself is unreachable (no connection, a
+//!   timeout, 502/503/504) put the callback's *origin* in a down state with
+//!   its own short probe backoff ([`PROBE_FIRST`] doubling up to
+//!   [`PROBE_MAX`], never sooner than a `Retry-After`): one waiting delivery
+//!   at a time is tried early as the probe. The first success to the origin
+//!   ends the down state and releases every lane waiting on it at once
+//!   (each still on its own head, within the in-flight bound), so jobs
+//!   converge seconds after an outage instead of at their next scheduled
+//!   retry. An early attempt that fails leaves its delivery's schedule where
+//!   it was: the contract's schedule stays the bound for a callback that
+//!   stays down.
+//!
 //! Rows reach the sender three ways: from the reporter right after its
 //! commit, from the store at start (every pending row, due at once), and from
 //! redelivery (the HTTP endpoint directly, the CLI through a flag the sweep
@@ -40,9 +52,9 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 use webhook_types::Event;
 
-use crate::backoff::{RetrySchedule, parse_retry_after};
+use crate::backoff::{MAX_RETRY_AFTER, RetrySchedule, parse_retry_after};
 use crate::clock::{now_ms, now_unix};
-use crate::policy::{CallbackPolicy, PolicyResolver};
+use crate::policy::{CallbackPolicy, PolicyError, PolicyResolver};
 use crate::store::{DeliveryRow, DeliveryStatus, LedgerOp, NewDelivery, Store};
 
 /// The `User-Agent` of every webhook request.
@@ -58,6 +70,13 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How often the store is checked for deliveries that `webhooks redeliver`
 /// flagged.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The first probe of a down origin comes this long after it went down.
+pub const PROBE_FIRST: Duration = Duration::from_millis(250);
+
+/// Probes of a down origin are never further apart than this (unless the
+/// receiver asked for more with `Retry-After`).
+pub const PROBE_MAX: Duration = Duration::from_secs(3);
 
 /// The sender's settings.
 #[derive(Debug, Clone)]
@@ -165,6 +184,117 @@ struct Inner {
     ledger: mpsc::UnboundedSender<LedgerOp>,
     /// Source of [`QueuedDelivery::epoch`].
     epochs: AtomicU64,
+    /// Callback origins taken to be down, and their probes.
+    origins: Origins,
+}
+
+/// Callback origins (`scheme://host:port`) that failed as a whole. An
+/// origin is in the map only while it is taken to be down.
+#[derive(Debug, Default)]
+struct Origins {
+    /// A std mutex: held only for map edits, never across an await.
+    down: Mutex<HashMap<String, DownOrigin>>,
+}
+
+#[derive(Debug)]
+struct DownOrigin {
+    /// Probes that failed since the origin went down: the probe backoff.
+    failed_probes: u32,
+    /// When the next probe may start.
+    next_probe: Instant,
+    /// When the probe in flight started; a probe that never reports (its
+    /// lane was stopped) stops counting after a request timeout.
+    probing_since: Option<Instant>,
+    /// Cancelled when the origin answers again: every lane that failed on
+    /// it holds a clone and wakes at once.
+    recovered: CancellationToken,
+}
+
+/// The delay before the probe after `failed_probes` failed ones.
+fn probe_delay(failed_probes: u32, retry_after: Option<Duration>) -> Duration {
+    let backoff = PROBE_FIRST
+        .saturating_mul(1u32 << failed_probes.min(16))
+        .min(PROBE_MAX);
+    backoff.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
+}
+
+impl Origins {
+    /// Records a failure that says the origin is unreachable; returns the
+    /// token that is cancelled when it answers again.
+    fn failed(
+        &self,
+        origin: &str,
+        probe: bool,
+        retry_after: Option<Duration>,
+    ) -> CancellationToken {
+        let mut down = self.down.lock().expect("origins lock");
+        let now = Instant::now();
+        match down.get_mut(origin) {
+            Some(d) => {
+                if probe {
+                    d.failed_probes += 1;
+                    d.probing_since = None;
+                    d.next_probe = now + probe_delay(d.failed_probes, retry_after);
+                } else if let Some(wish) = retry_after {
+                    d.next_probe = d.next_probe.max(now + wish.min(MAX_RETRY_AFTER));
+                }
+                d.recovered.clone()
+            }
+            None => {
+                tracing::info!(%origin, "callback origin unreachable; probing it until it answers");
+                let d = DownOrigin {
+                    failed_probes: 0,
+                    next_probe: now + probe_delay(0, retry_after),
+                    probing_since: None,
+                    recovered: CancellationToken::new(),
+                };
+                let token = d.recovered.clone();
+                down.insert(origin.to_owned(), d);
+                token
+            }
+        }
+    }
+
+    /// Records a success: the origin is up, and every lane waiting on it
+    /// is released.
+    fn answered(&self, origin: &str) {
+        let mut down = self.down.lock().expect("origins lock");
+        if let Some(d) = down.remove(origin) {
+            tracing::info!(%origin, "callback origin answers again; releasing its deliveries");
+            d.recovered.cancel();
+        }
+    }
+
+    /// When the origin's next probe may start, if it is down; while a probe
+    /// runs, when it stops counting.
+    fn next_probe(&self, origin: &str, stale_after: Duration) -> Option<Instant> {
+        let down = self.down.lock().expect("origins lock");
+        down.get(origin).map(|d| match d.probing_since {
+            Some(t) => d.next_probe.max(t + stale_after),
+            None => d.next_probe,
+        })
+    }
+
+    /// Makes the caller the origin's probe, if one is due and none runs.
+    fn claim_probe(&self, origin: &str, stale_after: Duration) -> bool {
+        let mut down = self.down.lock().expect("origins lock");
+        let now = Instant::now();
+        match down.get_mut(origin) {
+            Some(d)
+                if now >= d.next_probe
+                    && d.probing_since.is_none_or(|t| now >= t + stale_after) =>
+            {
+                d.probing_since = Some(now);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The origin a callback URL belongs to.
+fn origin_of(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.origin().ascii_serialization())
 }
 
 /// The handle through which deliveries enter the sender; cheap to clone.
@@ -219,6 +349,7 @@ impl Outbox {
             cancel: cancel.clone(),
             ledger: ledger_tx,
             epochs: AtomicU64::new(1),
+            origins: Origins::default(),
         });
         let outbox = Outbox {
             inner: inner.clone(),
@@ -320,6 +451,9 @@ enum Outcome {
         status: Option<u16>,
         error: String,
         retry_after: Option<Duration>,
+        /// The failure is the receiver's as a whole (no connection, a
+        /// timeout, 502/503/504), not this delivery's.
+        origin_down: bool,
     },
 }
 
@@ -327,6 +461,9 @@ async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
     // Jitter only needs to spread retries, not resist prediction; a small
     // seeded generator per lane keeps the future `Send`.
     let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+    // Set while the head last failed because its origin was down: cancelled
+    // when the origin answers again.
+    let mut origin_recovered: Option<CancellationToken> = None;
     loop {
         let (head, overtaken) = {
             let mut lanes = inner.lanes.lock().expect("lanes lock");
@@ -353,13 +490,32 @@ async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
             remove_if_current(&inner, &head);
             continue;
         }
+        let origin = origin_of(&head.url);
+        // An attempt before the schedule's: as the origin's probe, or
+        // because the origin answered again.
+        let mut early = false;
         if head.next_attempt > Instant::now() {
+            let recovered = origin_recovered.clone();
+            let stale_after = inner.config.timeout + inner.config.grace;
+            let probe_at = recovered
+                .as_ref()
+                .and_then(|_| inner.origins.next_probe(&origin, stale_after));
             tokio::select! {
-                _ = tokio::time::sleep_until(head.next_attempt) => {}
-                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(head.next_attempt) => continue,
+                _ = wake.notified() => continue,
                 _ = inner.cancel.cancelled() => return,
+                _ = async { recovered.as_ref().expect("guarded").cancelled().await }, if recovered.is_some() => {
+                    origin_recovered = None;
+                    early = true;
+                }
+                _ = tokio::time::sleep_until(probe_at.unwrap_or(head.next_attempt)), if probe_at.is_some() => {
+                    // Another lane may have claimed it; look again.
+                    if !inner.origins.claim_probe(&origin, stale_after) {
+                        continue;
+                    }
+                    early = true;
+                }
             }
-            continue;
         }
         let permit = tokio::select! {
             p = inner.permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -372,24 +528,48 @@ async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
         let duration = started.elapsed();
         metrics::histogram!("worker_webhook_attempt_duration_seconds")
             .record(duration.as_secs_f64());
-        let attempts = head.attempt_count + 1;
+        let mut attempts = head.attempt_count + 1;
         let (status_code, error, next) = match outcome {
-            Outcome::Delivered(code) => (Some(code), None, None),
-            Outcome::Gone => (
-                Some(410),
-                Some("410 Gone: the receiver refuses further deliveries".to_owned()),
-                None,
-            ),
+            Outcome::Delivered(code) => {
+                inner.origins.answered(&origin);
+                origin_recovered = None;
+                (Some(code), None, None)
+            }
+            Outcome::Gone => {
+                inner.origins.answered(&origin);
+                (
+                    Some(410),
+                    Some("410 Gone: the receiver refuses further deliveries".to_owned()),
+                    None,
+                )
+            }
             Outcome::Retry {
                 status,
                 error,
                 retry_after,
+                origin_down,
             } => {
-                let delay = inner
-                    .config
-                    .schedule
-                    .next_delay(attempts, retry_after, &mut rng);
-                (status, Some(error), delay)
+                if origin_down {
+                    origin_recovered = Some(inner.origins.failed(&origin, early, retry_after));
+                } else {
+                    origin_recovered = None;
+                    if status.is_some() {
+                        // It answered: what was wrong was this delivery's.
+                        inner.origins.answered(&origin);
+                    }
+                }
+                if early {
+                    // Off the schedule: the delivery keeps its place in it.
+                    attempts = head.attempt_count;
+                    let left = head.next_attempt.saturating_duration_since(Instant::now());
+                    (status, Some(error), Some(left))
+                } else {
+                    let delay = inner
+                        .config
+                        .schedule
+                        .next_delay(attempts, retry_after, &mut rng);
+                    (status, Some(error), delay)
+                }
             }
         };
         let status = match (&error, next) {
@@ -465,6 +645,7 @@ async fn attempt(inner: &Inner, d: &QueuedDelivery) -> Outcome {
                 status: None,
                 error: format!("bad callback URL: {e}"),
                 retry_after: None,
+                origin_down: false,
             };
         }
     };
@@ -475,6 +656,7 @@ async fn attempt(inner: &Inner, d: &QueuedDelivery) -> Outcome {
             status: None,
             error: format!("refused by the callback policy: {e}"),
             retry_after: None,
+            origin_down: false,
         };
     }
     let timestamp = now_unix();
@@ -518,6 +700,7 @@ async fn attempt(inner: &Inner, d: &QueuedDelivery) -> Outcome {
                 status: None,
                 error: "aborted: the worker shut down during the attempt".to_owned(),
                 retry_after: None,
+                origin_down: false,
             };
         }
     };
@@ -528,13 +711,29 @@ async fn attempt(inner: &Inner, d: &QueuedDelivery) -> Outcome {
             status: Some(code),
             error: format!("HTTP {code}"),
             retry_after,
+            origin_down: matches!(code, 502..=504),
         },
         Err(e) => Outcome::Retry {
             status: None,
             error: describe(&e, inner.config.timeout),
             retry_after: None,
+            // The policy's refusal of a resolved name comes back as a
+            // connection error too; it is not the receiver being down.
+            origin_down: !refused_by_policy(&e),
         },
     }
+}
+
+/// Whether the policy's resolver refused the name.
+fn refused_by_policy(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<PolicyError>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A request error as one line, with its causes (the policy's refusal shows
@@ -618,5 +817,53 @@ async fn run_sweep(store: Store, outbox: Outbox, cancel: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = ?e, "failed to check for redelivery requests"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STALE: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_down_origin_is_probed_one_at_a_time_with_a_capped_backoff() {
+        let origins = Origins::default();
+        let o = "http://127.0.0.1:9";
+        assert_eq!(origins.next_probe(o, STALE), None, "up until a failure");
+        let recovered = origins.failed(o, false, None);
+        let start = Instant::now();
+        assert_eq!(origins.next_probe(o, STALE), Some(start + PROBE_FIRST));
+        assert!(!origins.claim_probe(o, STALE), "not before its time");
+
+        // Each failed probe doubles the wait, up to the cap.
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let at = origins.next_probe(o, STALE).unwrap();
+            tokio::time::advance(at - Instant::now()).await;
+            assert!(origins.claim_probe(o, STALE));
+            assert!(!origins.claim_probe(o, STALE), "one probe at a time");
+            origins.failed(o, true, None);
+            waits.push(origins.next_probe(o, STALE).unwrap() - Instant::now());
+        }
+        let ms: Vec<u128> = waits.iter().map(|w| w.as_millis()).collect();
+        assert_eq!(ms, [500, 1000, 2000, 3000, 3000, 3000]);
+
+        // A Retry-After is honoured, beyond the cap too.
+        origins.failed(o, true, Some(Duration::from_secs(20)));
+        let at = origins.next_probe(o, STALE).unwrap();
+        assert_eq!(at - Instant::now(), Duration::from_secs(20));
+
+        // A probe that never reports stops holding the others off.
+        tokio::time::advance(at - Instant::now()).await;
+        assert!(origins.claim_probe(o, STALE));
+        tokio::time::advance(STALE).await;
+        assert!(origins.claim_probe(o, STALE));
+
+        // The first answer releases every waiter and forgets the origin.
+        assert!(!recovered.is_cancelled());
+        origins.answered(o);
+        assert!(recovered.is_cancelled());
+        assert_eq!(origins.next_probe(o, STALE), None);
     }
 }

@@ -318,3 +318,57 @@ async fn shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_star
     assert!(aborted.contains("shut down"), "{aborted}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn deliveries_converge_seconds_after_a_down_callback_answers_again() {
+    // The callback refuses connections while five jobs run, on a schedule
+    // whose next retry is up to two minutes away: only the origin's own
+    // probe can bring them in within seconds of it coming back.
+    let port = crate::helpers::free_port();
+    let app = spawn_app(|c| c.retry_schedule = "0,2m,2m,2m".parse().unwrap()).await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        let video = format!("https://youtube.com/watch?v=c{i}");
+        jobs.push(app.submit_ok(job(&video, &url, 1)).await);
+    }
+    for id in &jobs {
+        app.wait_for_ledger(id, T, |l| {
+            l.first()
+                .and_then(|d| d["attempts"].as_array())
+                .is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    }
+
+    let mut rx = Receiver::start_on(port, |_| Reply::status(200)).await;
+    let back = Instant::now();
+    let mut delivered: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    let mut done = std::collections::HashSet::new();
+    while done.len() < jobs.len() {
+        let left = Duration::from_secs(10).saturating_sub(back.elapsed());
+        let r = rx.next(left).await;
+        assert!(r.ok());
+        let p = r.payload();
+        delivered
+            .entry(p.job_id.clone())
+            .or_default()
+            .push(p.sequence.unwrap());
+        if p.event.is_terminal() {
+            done.insert(p.job_id.clone());
+        }
+    }
+    eprintln!(
+        "every job terminal {:?} after the callback came back",
+        back.elapsed()
+    );
+    for id in &jobs {
+        let seqs = &delivered[id];
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{id}: out of order {seqs:?}"
+        );
+        assert_eq!(seqs[0], 1, "{id}: job.started first");
+    }
+    app.stop().await;
+}

@@ -277,6 +277,15 @@ impl Receiver {
 
     /// A receiver that answers as `script` says.
     pub async fn start(script: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Receiver {
+        Receiver::start_on(0, script).await
+    }
+
+    /// As [`Receiver::start`], on a given loopback port (a receiver that
+    /// comes back where it was).
+    pub async fn start_on(
+        port: u16,
+        script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let script: Arc<RwLock<Script>> = Arc::new(RwLock::new(Arc::new(script)));
         let state = Arc::new(ReceiverState {
@@ -289,7 +298,9 @@ impl Receiver {
             let state = state.clone();
             async move { handle(state, uri, headers, body).await }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
