@@ -687,8 +687,10 @@ async fn a_job_stores_its_media_in_s3() {
     let port = crate::helpers::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_clipping-worker"));
-    cmd.args(["serve", "--listen", &listen, "--data-dir"])
-        .arg(data.path())
+    // A relative --data-dir: the engine must not hand tools paths that only
+    // make sense from the worker's own directory.
+    cmd.args(["serve", "--listen", &listen, "--data-dir", "worker-data"])
+        .current_dir(data.path())
         .args([
             "--engine",
             "ffmpeg",
@@ -783,8 +785,8 @@ async fn a_job_stores_its_media_in_s3() {
     std::fs::write(&path, &video).unwrap();
     assert_eq!((ffprobe(&path).width, ffprobe(&path).height), (1080, 1920));
     // Nothing stays in the worker's own directories.
-    assert!(files_under(&data.path().join("work")).is_empty());
-    assert!(files_under(&data.path().join("media")).is_empty());
+    assert!(files_under(&data.path().join("worker-data/work")).is_empty());
+    assert!(files_under(&data.path().join("worker-data/media")).is_empty());
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }

@@ -138,6 +138,15 @@ impl FfmpegEngine {
                 path: config.work_root.clone(),
                 source,
             })?;
+        // Tools run inside the work directory, so every path handed to them
+        // must not depend on the worker's own current directory.
+        let mut config = config;
+        config.work_root = tokio::fs::canonicalize(&config.work_root)
+            .await
+            .map_err(|source| EngineSetupError::WorkDir {
+                path: config.work_root.clone(),
+                source,
+            })?;
         let client = fetch::build_client(config.fetch.policy.clone())?;
         Ok(FfmpegEngine {
             encoders: Arc::new(Semaphore::new(config.encoders.max(1))),
