@@ -127,11 +127,12 @@ ensure_ffmpeg() {
 }
 
 # Writes a sample video to $1: 60 s of 1280x720 in four scenes, with a
-# speech-like tone that pauses for 0.6 s every 5 s and is loud over 12-16 s
-# and 38-42 s (the parts a viewer would want clipped).
+# speech-like tone that pauses for 0.6 s every 5 s and is loud over 11-14 s
+# and 36-39 s, each between two pauses (the parts a viewer would want
+# clipped).
 make_sample_video() {
   local out=$1
-  local audio="aevalsrc=exprs='lt(mod(t\,5)\,4.4)*(0.03+0.5*(between(t\,12\,16)+between(t\,38\,42)))*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t))':s=48000:d=60"
+  local audio="aevalsrc=exprs='lt(mod(t\,5)\,4.4)*(0.03+0.5*(between(t\,11\,14)+between(t\,36\,39)))*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t))':s=48000:d=60"
   ffmpeg -nostdin -hide_banner -loglevel error -y \
     -f lavfi -i "testsrc2=s=1280x720:r=30:d=15" \
     -f lavfi -i "smptehdbars=s=1280x720:r=30:d=15" \

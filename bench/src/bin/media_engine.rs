@@ -59,7 +59,7 @@ struct Args {
 fn make_source(path: &Path, seconds: u32) -> anyhow::Result<()> {
     let scene = seconds.div_ceil(4);
     let audio = format!(
-        "aevalsrc=exprs='lt(mod(t\\,5)\\,4.4)*(0.03+0.5*(between(t\\,12\\,16)+between(t\\,38\\,42)))\
+        "aevalsrc=exprs='lt(mod(t\\,5)\\,4.4)*(0.03+0.5*(between(t\\,11\\,14)+between(t\\,36\\,39)))\
          *sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t))':s=48000:d={seconds}"
     );
     let status = std::process::Command::new("ffmpeg")
