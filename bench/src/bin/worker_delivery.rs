@@ -90,8 +90,8 @@ async fn main() -> anyhow::Result<()> {
     config.sim_stage_ms = 0;
     let app = Application::build(config).await?;
     let state = app.state().clone();
-    let stop = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
 
     let mut results = Vec::new();
     for (name, rate) in [("burst", None), ("paced", Some(args.paced_rate))] {

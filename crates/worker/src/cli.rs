@@ -1,5 +1,6 @@
 //! The sub-commands other than the service itself: `submit`, `listen` and
 //! `webhooks list|redeliver`, plus `serve`'s wiring of the shutdown signal.
+//! (`healthcheck` is the shared one, [`service::healthcheck`].)
 
 use std::io::Write as _;
 
@@ -7,39 +8,20 @@ use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use service::shutdown_signal;
 use signing::Verifier;
 use webhook_types::ClippingJobRequest;
 
-use crate::config::{
-    HealthcheckArgs, ListArgs, ListenArgs, RedeliverArgs, ServeConfig, SubmitArgs,
-};
+use crate::config::{ListArgs, ListenArgs, RedeliverArgs, ServeConfig, SubmitArgs};
 use crate::http::DeliveryView;
-use crate::startup::{Application, shutdown_signal};
+use crate::startup::Application;
 use crate::store::{DeliveryFilter, Store};
 
 /// `clipping-worker serve`: runs until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
-    let token = app.shutdown_token();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        token.cancel();
-    });
-    app.run_until_stopped().await
-}
-
-/// `clipping-worker healthcheck`: a 2xx from the readiness URL within three
-/// seconds, or an error (exit 1).
-pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
-    let status = reqwest::Client::new()
-        .get(&args.url)
-        .timeout(std::time::Duration::from_secs(3))
-        .send()
+    app.run_until_stopped(service::cancel_on_shutdown_signal())
         .await
-        .with_context(|| format!("{} is unreachable", args.url))?
-        .status();
-    anyhow::ensure!(status.is_success(), "{} answered {status}", args.url);
-    Ok(())
 }
 
 /// `clipping-worker submit`: posts a job and prints the answer.

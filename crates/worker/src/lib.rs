@@ -59,9 +59,8 @@ pub mod sender;
 pub mod startup;
 pub mod storage;
 pub mod store;
-pub mod telemetry;
 pub mod throttle;
 
 pub use config::ServeConfig;
 pub use http::{AppState, router};
-pub use startup::{Application, shutdown_signal};
+pub use startup::Application;

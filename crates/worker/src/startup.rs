@@ -1,9 +1,10 @@
 //! Building, running and stopping the service.
 //!
-//! [`Application::build`] opens the store, binds the listener (the default
-//! `--public-url` needs its port), opens the media storage, starts the
-//! sender (which resumes every pending delivery at once) and recovers jobs
-//! the last run left behind; [`Application::run_until_stopped`] serves until the
+//! [`Application::build`] binds the listener first (a busy port fails before
+//! anything is created on disk; the default `--public-url` needs its port),
+//! then opens the store and the media storage, starts the sender (which
+//! resumes every pending delivery at once) and recovers jobs the last run
+//! left behind; [`Application::run_until_stopped`] serves until the caller's
 //! shutdown token is cancelled, then stops each part in order: intake first,
 //! then the pipelines, then the sender (in-flight attempts get
 //! `--shutdown-grace-ms`), then the store. Whatever was not delivered stays
@@ -28,7 +29,6 @@ use crate::pipeline::simulated::SimulatedEngine;
 use crate::sender::{Outbox, SenderConfig, SenderTasks};
 use crate::storage::{MediaStore, StorageTarget};
 use crate::store::Store;
-use crate::telemetry::metrics_handle;
 
 /// How long open HTTP connections may take to finish after shutdown began.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
@@ -39,7 +39,8 @@ pub struct Application {
     listener: TcpListener,
     port: u16,
     state: AppState,
-    /// Cancelled to stop: by `shutdown_signal` in `main`, by tests directly.
+    /// The worker's own stop token, watched by the pipelines and the sender;
+    /// cancelled when the caller's token passed to `run_until_stopped` is.
     shutdown: CancellationToken,
     /// Every job task, so shutdown can wait for them.
     jobs: TaskTracker,
@@ -134,7 +135,7 @@ impl Application {
             engine,
             policy,
             api_token: config.api_token.clone(),
-            metrics: metrics_handle(),
+            metrics: service::metrics_handle(),
             media,
         };
         Ok(Application {
@@ -158,13 +159,9 @@ impl Application {
         &self.state
     }
 
-    /// The token that stops the worker when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Serves until the shutdown token is cancelled, then stops in order.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    /// Serves until `stop` is cancelled (by the shutdown signal in `main`,
+    /// by tests directly), then stops in order.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let Application {
             listener,
             state,
@@ -181,7 +178,8 @@ impl Application {
                 .with_graceful_shutdown(async move { token.cancelled().await })
                 .await
         });
-        shutdown.cancelled().await;
+        stop.cancelled().await;
+        shutdown.cancel();
         tracing::info!("shutting down: intake stops, in-flight work gets its grace");
         // Intake: let open requests finish, within a bound.
         let mut server = server;
@@ -231,32 +229,4 @@ fn public_url(config: &ServeConfig, bound: SocketAddr) -> anyhow::Result<Url> {
         }
     }
     Url::parse(&format!("http://{addr}")).context("failed to build the default public URL")
-}
-
-/// Resolves on Ctrl-C or SIGTERM: the one shutdown signal of the process.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = ?e, "failed to listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = ?e, "failed to listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }

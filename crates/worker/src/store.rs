@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row as _, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use webhook_types::{ClippingJobRequest, Event, JobOutput, JobState, JobView, ProgressPercent};
 
 use crate::clock::{now_ms, timestamp_from_ms};
@@ -34,6 +35,9 @@ pub struct Store {
     read: SqlitePool,
     /// Events to the group-commit writer (see [`Store::record_event`]).
     events: mpsc::UnboundedSender<EventWrite>,
+    /// The writer and the checkpointer; [`Store::close`] stops and awaits
+    /// them before closing the pools.
+    tasks: service::BackgroundTasks,
 }
 
 /// One event waiting for the group-commit writer.
@@ -46,6 +50,12 @@ struct EventWrite {
 
 /// Most events committed in one transaction.
 const EVENT_BATCH: usize = 256;
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long [`Store::close`] waits for the writer and checkpointer.
+const STORE_TASKS_GRACE: Duration = Duration::from_secs(10);
 
 /// A job as stored.
 #[derive(Debug, Clone)]
@@ -325,12 +335,20 @@ impl Store {
             .await
             .context("failed to open the worker store for reading")?;
         let (events, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_event_writer(write.clone(), rx));
-        tokio::spawn(run_checkpointer(read.clone()));
+        let tasks = service::BackgroundTasks::new();
+        tasks.spawn(
+            "event writer",
+            run_event_writer(write.clone(), rx, tasks.token()),
+        );
+        tasks.spawn(
+            "checkpointer",
+            run_checkpointer(read.clone(), tasks.token()),
+        );
         Ok(Store {
             write,
             read,
             events,
+            tasks,
         })
     }
 
@@ -668,8 +686,12 @@ impl Store {
         rows.into_iter().map(delivery_from_row).collect()
     }
 
-    /// Closes both pools, flushing the WAL.
+    /// Stops the writer (after it has answered every event already queued)
+    /// and the checkpointer, then closes both pools, flushing the WAL.
     pub async fn close(&self) {
+        if !self.tasks.stop(STORE_TASKS_GRACE).await {
+            tracing::warn!("the store's writer or checkpointer did not stop in time");
+        }
         self.read.close().await;
         self.write.close().await;
     }
@@ -678,11 +700,14 @@ impl Store {
 /// Copies the WAL into the database file every few hundred milliseconds,
 /// from a read connection, without blocking the writer (`PASSIVE`). Ends when
 /// the store is closed.
-async fn run_checkpointer(pool: SqlitePool) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+async fn run_checkpointer(pool: SqlitePool, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         if pool.is_closed() {
             return;
         }
@@ -701,9 +726,26 @@ async fn run_checkpointer(pool: SqlitePool) {
 /// The group-commit writer: takes every event waiting, commits them in one
 /// transaction, answers each. If the batch fails, each event is retried on
 /// its own, so one bad event cannot fail its neighbours.
-async fn run_event_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<EventWrite>) {
+///
+/// On `stop` the channel is closed to new events and those already queued
+/// are still written and answered; then the task ends.
+async fn run_event_writer(
+    pool: SqlitePool,
+    mut rx: mpsc::UnboundedReceiver<EventWrite>,
+    stop: CancellationToken,
+) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
-    while rx.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut batch, EVENT_BATCH) => n,
+            _ = stop.cancelled(), if !rx.is_closed() => {
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
         match write_events(&pool, &batch).await {
             Ok(()) => {
                 let committed = tokio::time::Instant::now();

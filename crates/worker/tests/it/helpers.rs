@@ -65,9 +65,9 @@ pub async fn spawn_app_in(data_dir: &Path, f: impl FnOnce(&mut ServeConfig)) -> 
     f(&mut config);
     let app = Application::build(config).await.expect("the worker builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = app.shutdown_token();
+    let shutdown = CancellationToken::new();
     let media = app.state().media.clone();
-    let handle = tokio::spawn(app.run_until_stopped());
+    let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         address,
         client: reqwest::Client::new(),
