@@ -289,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
         .max_connections(pool_size)
         .connect_with(options.clone())
         .await?;
-    api::MIGRATOR.run(&pool).await?;
+    api::startup::MIGRATOR.run(&pool).await?;
 
     let config = |commit_batch: usize| -> anyhow::Result<Config> {
         Ok(Config {

@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         .max_connections(4)
         .connect_with(options.clone())
         .await?;
-    api::MIGRATOR.run(&pool).await?;
+    api::startup::MIGRATOR.run(&pool).await?;
     let users = args.connections.div_ceil(args.per_user);
     let mut tokens = Vec::with_capacity(users);
     for i in 0..users {

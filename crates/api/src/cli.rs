@@ -8,28 +8,23 @@ use anyhow::{Context as _, bail};
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
+use service::telemetry::{COMMAND_LOG_FILTER, SERVICE_LOG_FILTER};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::config::{Cli, Command, DbArgs, HealthcheckArgs, UsersCommand, WatchArgs};
-use crate::{Application, MIGRATOR, shutdown_signal, store};
+use crate::config::{Cli, Command, DbArgs, UsersCommand, WatchArgs};
+use crate::startup::{Application, MIGRATOR, connect};
+use crate::store;
 
-/// Sets up logging: `info` for the service, `warn` for one-shot commands,
-/// overridable with `RUST_LOG`.
+/// Sets up logging (see [`service::init_tracing`]): `info` for the service
+/// and `migrate`, `warn` for one-shot commands, overridable with `RUST_LOG`;
+/// JSON lines with `LOG_FORMAT=json`.
 pub fn init_tracing(command: &Command) {
-    let default = match command {
-        Command::Serve(_) | Command::Migrate(_) => "info",
-        _ => "warn",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    service::init_tracing(match command {
+        Command::Serve(_) | Command::Migrate(_) => SERVICE_LOG_FILTER,
+        _ => COMMAND_LOG_FILTER,
+    });
 }
 
 /// Runs a parsed command line.
@@ -38,15 +33,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             let config = args.into_config()?;
             let app = Application::build(config).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn({
-                let shutdown = shutdown.clone();
-                async move {
-                    shutdown_signal().await;
-                    shutdown.cancel();
-                }
-            });
-            app.run_until_stopped(shutdown).await?;
+            app.run_until_stopped(service::cancel_on_shutdown_signal())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(db) => {
@@ -81,34 +69,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch(args) => watch(args).await,
-        Command::Healthcheck(args) => healthcheck(args).await,
+        Command::Healthcheck(args) => {
+            service::healthcheck(args.url.as_str()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-/// `healthcheck`: success when the readiness URL answers 2xx within three
-/// seconds, failure (exit 1, with the reason) otherwise.
-async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
-    let url = args.url;
-    let status = reqwest::Client::new()
-        .get(url.clone())
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .with_context(|| format!("{url} is unreachable"))?
-        .status();
-    if !status.is_success() {
-        bail!("{url} answered {status}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
+/// A small pool for a one-shot command.
 async fn pool(db: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
-    PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(db.database_url.expose())
-        .await
-        .context("failed to connect to PostgreSQL")
+    connect(&db.database_url, 2).await
 }
 
 /// `http(s)` and `ws(s)` forms of the base URL.

@@ -38,6 +38,7 @@ use std::time::Duration;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use webhook_types::WebhookPayload;
 
@@ -242,11 +243,18 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Committer {
-    /// Starts `lanes` lane tasks taking up to `max_batch` deliveries each;
-    /// `lanes == 0` or `max_batch <= 1` means one transaction per delivery.
-    /// Lane tasks end when the last `Committer` clone is dropped, after
-    /// answering what was queued.
-    pub fn start(pool: PgPool, cdn_domain: Option<String>, lanes: usize, max_batch: usize) -> Self {
+    /// Starts `lanes` lane tasks in `tasks`, taking up to `max_batch`
+    /// deliveries each; `lanes == 0` or `max_batch <= 1` means one
+    /// transaction per delivery. Lane tasks end when `tasks` is stopped (or
+    /// the last `Committer` clone is dropped), after answering what was
+    /// queued.
+    pub fn start(
+        pool: PgPool,
+        cdn_domain: Option<String>,
+        lanes: usize,
+        max_batch: usize,
+        tasks: &service::BackgroundTasks,
+    ) -> Self {
         let lanes = if max_batch <= 1 { 0 } else { lanes };
         let health = DbHealth::default();
         let senders = (0..lanes)
@@ -257,8 +265,9 @@ impl Committer {
                     cdn_domain: cdn_domain.clone(),
                     health: health.clone(),
                     max_batch,
+                    stop: tasks.token(),
                 };
-                tokio::spawn(lane.run(rx));
+                tasks.spawn("commit lane", lane.run(rx));
                 tx
             })
             .collect();
@@ -335,6 +344,9 @@ struct Lane {
     cdn_domain: Option<String>,
     health: DbHealth,
     max_batch: usize,
+    /// Cancelled when the service stops: the lane then refuses new
+    /// deliveries, answers those already queued, and returns.
+    stop: CancellationToken,
 }
 
 impl Lane {
@@ -343,7 +355,19 @@ impl Lane {
             cdn_domain: self.cdn_domain.as_deref(),
         };
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = rx.recv().await {
+        let mut stopping = false;
+        loop {
+            let first = tokio::select! {
+                d = rx.recv() => match d {
+                    Some(d) => d,
+                    None => return,
+                },
+                _ = self.stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    rx.close();
+                    continue;
+                }
+            };
             batch.push(first);
             while batch.len() < self.max_batch {
                 match rx.try_recv() {

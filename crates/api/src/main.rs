@@ -8,11 +8,5 @@ use clap::Parser as _;
 async fn main() -> ExitCode {
     let cli = api::config::Cli::parse();
     api::cli::init_tracing(&cli.command);
-    match api::cli::run(cli).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    service::exit_code(api::cli::run(cli).await)
 }

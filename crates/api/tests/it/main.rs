@@ -3,6 +3,7 @@
 
 mod helpers;
 mod outage;
+mod process;
 mod receiver;
 mod rest;
 mod submission;
