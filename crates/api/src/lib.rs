@@ -4,8 +4,8 @@
 //!
 //! Module map: [`startup`] (building, running and stopping the service),
 //! [`http`] (the shared state and every route), [`config`] (flags),
-//! [`error`] (the one error type), [`auth`] (tokens, tickets, the
-//! `AuthUser` extractor), [`receiver`] (webhooks)
+//! [`error`] (the one error type), [`token`] (making and hashing tokens and
+//! tickets), [`auth`] (the `AuthUser` extractor), [`receiver`] (webhooks)
 //! and [`group_commit`] (batching them), [`jobs`] (the state machine),
 //! [`store`] (all SQL), [`submitter`] and [`reconciler`] (talking to the
 //! worker), [`hub`] and [`ws`] (live push), [`rest`] and [`web`] (the
@@ -26,6 +26,7 @@ pub mod rest;
 pub mod startup;
 pub mod store;
 pub mod submitter;
+pub mod token;
 pub mod web;
 pub mod ws;
 

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use webhook_types::{ProgressPercent, Timestamp};
 
-use crate::auth;
+use crate::token;
 
 /// The columns of [`JobRow`], in a `concat!`-able macro.
 macro_rules! job_columns {
@@ -183,7 +183,7 @@ pub async fn create_user(
     name: Option<&str>,
 ) -> Result<(Uuid, String), sqlx::Error> {
     let id = Uuid::now_v7();
-    let token = auth::new_secret(auth::TOKEN_PREFIX);
+    let secret = token::new_secret(token::TOKEN_PREFIX);
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, $2, $3)")
         .bind(id)
@@ -192,12 +192,12 @@ pub async fn create_user(
         .execute(&mut *tx)
         .await?;
     sqlx::query("INSERT INTO api_tokens (token_hash, user_id) VALUES ($1, $2)")
-        .bind(auth::hash_secret(&token))
+        .bind(token::hash_secret(&secret))
         .bind(id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((id, token))
+    Ok((id, secret))
 }
 
 /// The user a token hash belongs to.
