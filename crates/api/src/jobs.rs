@@ -26,8 +26,11 @@ use webhook_types::{JobOutput, PipelineStatus, ProgressPercent, Timestamp};
 
 use crate::store::{self, Clip, JobRow, JobUpdate};
 
-/// The API's own job states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The API's own job states, stored as text (the table's CHECK lists the
+/// same names) and shown under the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum JobStatus {
     /// Saved, not yet accepted by the worker.
     Pending,
@@ -50,18 +53,6 @@ impl JobStatus {
             JobStatus::Processing => "processing",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
-        }
-    }
-
-    /// Parses a stored name; unknown names (impossible under the table's
-    /// CHECK) read as `Failed` so that nothing moves such a job.
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "pending" => JobStatus::Pending,
-            "submitted" => JobStatus::Submitted,
-            "processing" => JobStatus::Processing,
-            "completed" => JobStatus::Completed,
-            _ => JobStatus::Failed,
         }
     }
 
@@ -175,7 +166,7 @@ fn clamp_i32(v: u32) -> i32 {
 
 /// The pure state machine: what `change` does to `job`.
 pub fn decide(job: &JobRow, change: &Change<'_>) -> Decision {
-    let status = JobStatus::parse(&job.status);
+    let status = job.status;
     if status.is_terminal() {
         return Decision::Terminal;
     }
@@ -365,7 +356,7 @@ pub async fn write_job(
         conn,
         job.id,
         &JobUpdate {
-            status: plan.status.as_str(),
+            status: plan.status,
             worker_job_id: worker_job_id.as_deref(),
             progress_percent: plan.progress,
             current_step: Some(&step),
@@ -585,7 +576,7 @@ mod tests {
         JobRow {
             id: Uuid::nil(),
             user_id: Uuid::nil(),
-            status: status.into(),
+            status: serde_json::from_value(json!(status)).expect("a job status"),
             worker_job_id: None,
             video_url: "https://v".into(),
             progress_percent: progress,

@@ -30,7 +30,7 @@ use crate::AppState;
 use crate::error::Error;
 use crate::extract::{MAX_BODY, read_limited};
 use crate::jobs::{self, Change, ChangeKind, Decision, PendingEvent, WriteCtx};
-use crate::store;
+use crate::store::{self, ReceiptOutcome};
 
 /// Longest `webhook-id` we store; Standard Webhooks ids are a few dozen
 /// characters, and an index entry must stay small.
@@ -225,7 +225,9 @@ pub async fn process_deferred(
     payload: &WebhookPayload,
     ctx: WriteCtx<'_>,
 ) -> Result<(Outcome, Option<PendingEvent>), Error> {
-    let sequence = payload.sequence.map(|s| s as i64);
+    let sequence = payload
+        .sequence
+        .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
     let event = payload.event.as_str();
     let webhook_id = webhook_id.map(jobs::pg_text);
 
@@ -233,7 +235,8 @@ pub async fn process_deferred(
         jobs::lock_for_change(conn, payload.external_job_id.as_deref(), &payload.job_id).await?;
     let Some(job) = job else {
         if let Some(id) = &webhook_id
-            && !store::insert_receipt(conn, id, None, event, sequence, "unknown_job").await?
+            && !store::insert_receipt(conn, id, None, event, sequence, ReceiptOutcome::UnknownJob)
+                .await?
         {
             return Ok((Outcome::Duplicate, None));
         }
@@ -242,15 +245,15 @@ pub async fn process_deferred(
 
     let change = change_of(payload);
     let decision = jobs::decide(&job, &change);
-    let outcome = match &decision {
-        Decision::Apply(_) => Outcome::Applied,
-        Decision::Stale => Outcome::Stale,
-        Decision::Terminal => Outcome::Terminal,
+    let (outcome, recorded) = match &decision {
+        Decision::Apply(_) => (Outcome::Applied, ReceiptOutcome::Applied),
+        Decision::Stale => (Outcome::Stale, ReceiptOutcome::Stale),
+        Decision::Terminal => (Outcome::Terminal, ReceiptOutcome::Terminal),
     };
     // Recorded before anything is written: a taken id means a duplicate,
     // and nothing below runs.
     if let Some(id) = &webhook_id
-        && !store::insert_receipt(conn, id, Some(job.id), event, sequence, outcome.as_str()).await?
+        && !store::insert_receipt(conn, id, Some(job.id), event, sequence, recorded).await?
     {
         return Ok((Outcome::Duplicate, None));
     }

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use webhook_types::{ProgressPercent, Timestamp};
 
+use crate::jobs::JobStatus;
 use crate::token;
 
 /// The columns of [`JobRow`], in a `concat!`-able macro.
@@ -38,8 +39,8 @@ pub struct JobRow {
     pub id: Uuid,
     /// The owner.
     pub user_id: Uuid,
-    /// pending, submitted, processing, completed or failed.
-    pub status: String,
+    /// Where the job is in its life.
+    pub status: JobStatus,
     /// The worker's id, once known (from its answer or a webhook).
     pub worker_job_id: Option<String>,
     /// The source video.
@@ -105,7 +106,7 @@ pub struct JobJson {
     /// The job's id.
     pub id: Uuid,
     /// pending, submitted, processing, completed or failed.
-    pub status: String,
+    pub status: JobStatus,
     /// The worker's id.
     pub worker_job_id: Option<String>,
     /// The source video.
@@ -146,7 +147,7 @@ impl JobRow {
     pub fn to_json(&self, clips: Option<Vec<Clip>>) -> JobJson {
         JobJson {
             id: self.id,
-            status: self.status.clone(),
+            status: self.status,
             worker_job_id: self.worker_job_id.clone(),
             video_url: self.video_url.clone(),
             progress_percent: ProgressPercent::new(self.progress_percent)
@@ -333,6 +334,21 @@ pub async fn lock_job_by_worker_id(
     .await
 }
 
+/// What a recorded webhook delivery did, as `webhook_receipts.outcome`
+/// holds it. (A duplicate is never recorded: its first delivery is.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum ReceiptOutcome {
+    /// The job moved (or stayed, if nothing new).
+    Applied,
+    /// Older than what was applied already.
+    Stale,
+    /// The job is completed or failed and does not change again.
+    Terminal,
+    /// No job matches.
+    UnknownJob,
+}
+
 /// Records a webhook delivery by its id. `false` when the id was already
 /// recorded: the delivery is a duplicate and must change nothing.
 pub async fn insert_receipt(
@@ -341,7 +357,7 @@ pub async fn insert_receipt(
     job: Option<Uuid>,
     event: &str,
     sequence: Option<i64>,
-    outcome: &str,
+    outcome: ReceiptOutcome,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO webhook_receipts (webhook_id, job_id, event, sequence, outcome) \
@@ -361,7 +377,7 @@ pub async fn insert_receipt(
 #[derive(Debug, Clone)]
 pub struct JobUpdate<'a> {
     /// New status.
-    pub status: &'a str,
+    pub status: JobStatus,
     /// The worker's id, kept when already known.
     pub worker_job_id: Option<&'a str>,
     /// New progress.
@@ -617,11 +633,24 @@ pub async fn retry_submission(
     Ok(())
 }
 
-/// Closes a submission as `done` or `failed`.
+/// Where a row of the submitter's queue (`job_submissions`) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum SubmissionState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The worker accepted the job.
+    Done,
+    /// The worker refused the job for good.
+    Failed,
+}
+
+/// Closes a submission as [`SubmissionState::Done`] or
+/// [`SubmissionState::Failed`].
 pub async fn finish_submission(
     conn: &mut PgConnection,
     job: Uuid,
-    state: &str,
+    state: SubmissionState,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(

@@ -26,7 +26,7 @@ use webhook_types::{ClippingJobRequest, ErrorBody, JobAccepted};
 
 use crate::config::Tuning;
 use crate::jobs::{self, Change, ChangeKind, WriteCtx};
-use crate::store::{self, ClaimedSubmission};
+use crate::store::{self, ClaimedSubmission, SubmissionState};
 
 /// How long a claimed submission is reserved for the claiming instance.
 const LEASE: Duration = Duration::from_secs(60);
@@ -167,7 +167,7 @@ impl Submitter {
     async fn accepted(&self, job: Uuid, worker_job_id: &str) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         store::mark_submitted(&mut tx, job, &jobs::pg_text(worker_job_id)).await?;
-        store::finish_submission(&mut tx, job, "done", None).await?;
+        store::finish_submission(&mut tx, job, SubmissionState::Done, None).await?;
         tx.commit().await
     }
 
@@ -187,7 +187,7 @@ impl Submitter {
         // One commit: the job fails exactly when its submission closes.
         let mut tx = self.pool.begin().await?;
         jobs::apply_in(&mut tx, job, &change, WriteCtx { cdn_domain: None }).await?;
-        store::finish_submission(&mut tx, job, "failed", Some(reason)).await?;
+        store::finish_submission(&mut tx, job, SubmissionState::Failed, Some(reason)).await?;
         tx.commit().await
     }
 }
