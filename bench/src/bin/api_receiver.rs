@@ -294,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
     let config = |commit_batch: usize| -> anyhow::Result<Config> {
         Ok(Config {
             listen: "127.0.0.1:0".parse()?,
-            database_url: DatabaseUrl("postgres://unused".into()),
+            database_url: "postgres://unused".parse::<DatabaseUrl>().unwrap(),
             webhook_secrets: Some(SecretSet::parse_list(SECRET)?),
             // Nothing is pending, so the submitter never calls it.
             worker_url: "http://127.0.0.1:9".parse()?,

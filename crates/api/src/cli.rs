@@ -105,7 +105,7 @@ fn bases(url: &Url) -> anyhow::Result<(Url, Url)> {
 /// reconnecting with `since` if the connection drops.
 async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let (http_base, ws_base) = bases(&args.url)?;
-    let bearer = format!("Bearer {}", args.token.0);
+    let bearer = format!("Bearer {}", args.token.expose());
     let bar = ProgressBar::new(100);
     bar.set_style(
         ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}% {msg}")

@@ -11,12 +11,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret as _, SecretString};
 use signing::SecretSet;
 use url::Url;
 
-/// `viewcreator-api`: the API side of the clipping pipeline.
+/// viewcreator-api: keeps clipping jobs in PostgreSQL, receives the clipping
+/// worker's signed webhooks and pushes each job's progress to its owner's
+/// browser.
 #[derive(Debug, Parser)]
-#[command(name = "viewcreator-api", version, about)]
+#[command(name = "viewcreator-api", version, about, long_about = None)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -26,20 +29,20 @@ pub struct Cli {
 /// The sub-commands of the contract.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Runs migrations, then the HTTP and WebSocket service.
+    /// Run migrations, then the HTTP and WebSocket service.
     Serve(ServeArgs),
-    /// Runs migrations and exits.
+    /// Run migrations and exit.
     Migrate(DbArgs),
-    /// Manages users.
+    /// Manage users.
     Users {
         /// What to do with users.
         #[command(subcommand)]
         command: UsersCommand,
     },
-    /// Follows a job over the WebSocket with a progress bar; exits 0 when it
+    /// Follow a job over the WebSocket with a progress bar; exit 0 when it
     /// completes, 1 when it fails.
     Watch(WatchArgs),
-    /// Exits 0 when a running API answers its readiness check, 1 otherwise.
+    /// Exit 0 when a running API answers its readiness check, 1 otherwise.
     /// For container health checks, where no HTTP client is installed.
     Healthcheck(HealthcheckArgs),
 }
@@ -55,7 +58,7 @@ pub struct HealthcheckArgs {
 /// `users` sub-commands.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Creates a user and an API token; prints `{"user_id", "token"}` on one
+    /// Create a user and an API token; print `{"user_id", "token"}` on one
     /// line. The token is shown only this once: only its hash is stored.
     Create(CreateUserArgs),
 }
@@ -137,14 +140,16 @@ pub struct ServeArgs {
     pub stale_after_secs: u64,
 }
 
-/// A database URL; `Debug` hides it because it may carry a password.
+/// A database URL; it may carry a password, so it is kept as a secret
+/// (`Debug` prints `[redacted]`, the memory is wiped on drop) and read only
+/// through [`DatabaseUrl::expose`].
 #[derive(Clone)]
-pub struct DatabaseUrl(pub String);
+pub struct DatabaseUrl(SecretString);
 
 impl DatabaseUrl {
     /// The URL, for connecting.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
@@ -158,16 +163,24 @@ impl FromStr for DatabaseUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Ok(Self(s.to_owned()))
+            Ok(Self(SecretString::from(s)))
         } else {
             Err("expected a postgres:// or postgresql:// URL".to_owned())
         }
     }
 }
 
-/// An API token given on the command line; `Debug` hides it.
+/// An API token given on the command line, kept as a secret and read only
+/// through [`Token::expose`].
 #[derive(Clone)]
-pub struct Token(pub String);
+pub struct Token(SecretString);
+
+impl Token {
+    /// The token, for sending.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -181,7 +194,7 @@ impl FromStr for Token {
         if s.is_empty() {
             Err("the token is empty".to_owned())
         } else {
-            Ok(Self(s.to_owned()))
+            Ok(Self(SecretString::from(s)))
         }
     }
 }

@@ -38,9 +38,9 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Submit a job to a running worker and print its JSON answer.
     Submit(SubmitArgs),
-    /// A local webhook receiver for development: accepts POST on any path,
-    /// verifies each delivery's signature and prints it as one JSON line;
-    /// answers 200, or 401 on a bad signature.
+    /// Receive webhooks locally, for development: accept POST on any path,
+    /// verify each delivery's signature and print it as one JSON line;
+    /// answer 200, or 401 on a bad signature.
     Listen(ListenArgs),
     /// Inspect or act on the webhook delivery ledger in the worker's store.
     #[command(subcommand)]

@@ -50,7 +50,7 @@ pub fn fast_tuning() -> Tuning {
 pub fn test_config(worker_url: &str) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: DatabaseUrl("postgres://unused".into()),
+        database_url: "postgres://unused".parse::<DatabaseUrl>().unwrap(),
         webhook_secrets: Some(SecretSet::parse_list(SECRET).unwrap()),
         worker_url: worker_url.parse().unwrap(),
         public_url: None,
