@@ -101,3 +101,26 @@ async fn a_busy_port_fails_before_the_database_is_touched() {
     );
     assert!(!text.contains("PostgreSQL"), "{text}");
 }
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn a_stopped_service_has_stopped_its_commit_lanes(pool: sqlx::PgPool) {
+    let config = crate::helpers::test_config("http://127.0.0.1:9");
+    assert!(config.tuning.commit_lanes > 0 && config.tuning.commit_batch > 1);
+    let app = api::Application::build_with_pool(config, pool)
+        .await
+        .unwrap();
+    let state = app.state().clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(app.run_until_stopped(stop.clone()));
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    // Once run_until_stopped has returned, no lane is left to take a
+    // delivery, although this state still holds the lanes' senders.
+    let body = crate::helpers::started(uuid::Uuid::new_v4()).to_string();
+    let payload = webhook_types::parse_json(body.as_bytes()).unwrap();
+    let applied = state
+        .committer
+        .apply(Some("msg_after_stop".into()), payload)
+        .await;
+    assert!(applied.is_err(), "a lane still ran: {applied:?}");
+}
