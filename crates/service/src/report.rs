@@ -51,6 +51,19 @@ pub fn reported_error(stderr: &str) -> Option<&str> {
     only.strip_prefix("error: ")
 }
 
+/// What a finished command reported: its message when it failed with one
+/// report as above; otherwise why not, for a test to show. Both binaries'
+/// tests check their failures with it.
+pub fn failure_message(output: &std::process::Output) -> Result<String, String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        return Err(format!("the command succeeded; stderr: {stderr}"));
+    }
+    reported_error(&stderr)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("one `error: …` line expected, got: {stderr}"))
+}
+
 #[cfg(test)]
 mod tests {
     use anyhow::Context as _;

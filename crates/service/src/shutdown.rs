@@ -78,15 +78,13 @@ mod tests {
 
     use super::*;
 
-    fn broken() -> impl Future<Output = io::Result<()>> {
-        async { Err(io::Error::other("no handler")) }
+    async fn broken() -> io::Result<()> {
+        Err(io::Error::other("no handler"))
     }
 
-    fn after(d: Duration) -> impl Future<Output = io::Result<()>> {
-        async move {
-            tokio::time::sleep(d).await;
-            Ok(())
-        }
+    async fn after(d: Duration) -> io::Result<()> {
+        tokio::time::sleep(d).await;
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]

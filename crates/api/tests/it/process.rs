@@ -42,11 +42,7 @@ fn closed_port() -> u16 {
 
 /// The message of a failed command's one `error: …` line.
 fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stderr);
-    service::report::reported_error(&text)
-        .unwrap_or_else(|| panic!("one `error: …` line expected, got: {text}"))
-        .to_owned()
+    service::report::failure_message(out).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]

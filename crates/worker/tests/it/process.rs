@@ -399,13 +399,16 @@ async fn listen_verifies_and_prints_each_delivery() {
     listener.start_kill().unwrap();
 }
 
-/// The one error style of both binaries: a single `error: …` line, no
-/// `Caused by:` list and no backtrace, even with `RUST_BACKTRACE=1`.
-fn assert_one_error_line(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    service::report::reported_error(&text)
-        .unwrap_or_else(|| panic!("one `error: …` line expected, got: {text}"))
-        .to_owned()
+/// Runs a command that must fail, with `RUST_BACKTRACE=1`, and returns its
+/// error message, checking the one error style of both binaries: a single
+/// `error: …` line, no `Caused by:` list and no backtrace.
+async fn failure_of(args: &[&str]) -> String {
+    let out = command(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    service::report::failure_message(&out).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -414,19 +417,14 @@ async fn a_busy_port_fails_before_the_data_dir_is_created() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let data_dir = tmp.path().join("store");
-    let out = command(&[
+    let text = failure_of(&[
         "serve",
         "--listen",
         &addr,
         "--data-dir",
         data_dir.to_str().unwrap(),
     ])
-    .env("RUST_BACKTRACE", "1")
-    .output()
-    .await
-    .unwrap();
-    assert!(!out.status.success());
-    let text = assert_one_error_line(&out.stderr);
+    .await;
     assert!(
         text.contains(&format!("failed to listen on {addr}")),
         "{text}"
@@ -442,19 +440,14 @@ async fn an_expected_cli_failure_is_one_line_without_a_backtrace() {
     let tmp = tempfile::tempdir().unwrap();
     let worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
     // A request the worker refuses with 422.
-    let out = command(&[
+    let text = failure_of(&[
         "submit",
         "--worker-url",
         &worker.address,
         "--video-url",
         "notaurl",
     ])
-    .env("RUST_BACKTRACE", "1")
-    .output()
-    .await
-    .unwrap();
-    assert!(!out.status.success());
-    let text = assert_one_error_line(&out.stderr);
+    .await;
     assert!(text.contains("422"), "{text}");
     worker.kill().await;
 }
