@@ -184,7 +184,7 @@ async fn while_postgres_is_down_webhooks_get_503_at_once_and_readyz_answers_quic
         .connect(&cluster.url())
         .await
         .unwrap();
-    api::MIGRATOR.run(&pool).await.unwrap();
+    api::startup::MIGRATOR.run(&pool).await.unwrap();
     let app = TestApp::spawn(pool).await;
     let (_, token) = app.create_user("a@example.com").await;
     let job = app.create_job(&token).await;
