@@ -29,8 +29,9 @@
 //!   loudness and peaks): hook words ("secret", "mistake", "how", "why",
 //!   …), questions and numbers, three counting fully.
 //!
-//! The best-scoring candidates that do not overlap are taken, up to
-//! `max_clips`, best first: clip 0 is the best. `virality_score` is the
+//! Of the candidates, the set of at most `max_clips` that do not overlap and
+//! have the highest total score is taken (so one long favourite does not
+//! crowd out the others asked for), best first: clip 0 is the best. `virality_score` is the
 //! score. With a transcript, a clip's `summary` is its most hook-laden
 //! sentence and its `tags` its most frequent longer words.
 
@@ -477,34 +478,78 @@ pub fn plan(
     if candidates.is_empty() {
         return Err(PlanError::NoFit);
     }
-    // Best first; among equals, the earlier, then the shorter.
-    candidates.sort_by(|x, y| {
-        y.2.total_cmp(&x.2)
-            .then(x.0.total_cmp(&y.0))
-            .then(x.1.total_cmp(&y.1))
+    let picked = best_set(&candidates, request.max_clips as usize);
+    let mut chosen: Vec<PlannedClip> = picked
+        .into_iter()
+        .map(|i| {
+            let (a, b, s, parts) = candidates[i];
+            let (summary, tags) = match transcript {
+                Some(t) => describe(t, a, b),
+                None => (None, Vec::new()),
+            };
+            PlannedClip {
+                start: a,
+                end: b,
+                score: (s * 100.0).round() / 100.0,
+                parts,
+                summary,
+                tags,
+            }
+        })
+        .collect();
+    // Best first; among equals, the earlier.
+    chosen.sort_by(|x, y| {
+        y.score
+            .total_cmp(&x.score)
+            .then(x.start.total_cmp(&y.start))
     });
-    let mut chosen: Vec<PlannedClip> = Vec::new();
-    for (a, b, s, parts) in candidates {
-        if chosen.len() as u32 >= request.max_clips {
-            break;
-        }
-        if chosen.iter().any(|c| a < c.end && c.start < b) {
-            continue;
-        }
-        let (summary, tags) = match transcript {
-            Some(t) => describe(t, a, b),
-            None => (None, Vec::new()),
-        };
-        chosen.push(PlannedClip {
-            start: a,
-            end: b,
-            score: (s * 100.0).round() / 100.0,
-            parts,
-            summary,
-            tags,
-        });
-    }
     Ok(chosen)
+}
+
+/// The at most `k` non-overlapping candidates with the highest total score
+/// (weighted interval scheduling, by dynamic programming over candidates
+/// sorted by end): taking the single best window first could leave no room
+/// for the others the request asks for.
+fn best_set(candidates: &[(f64, f64, f64, ScoreParts)], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&x, &y| {
+        let (cx, cy) = (&candidates[x], &candidates[y]);
+        cx.1.total_cmp(&cy.1).then(cx.0.total_cmp(&cy.0))
+    });
+    let ends: Vec<f64> = order.iter().map(|&i| candidates[i].1).collect();
+    // prior[j]: how many candidates (in `order`) end before the j-th starts.
+    let prior: Vec<usize> = order
+        .iter()
+        .map(|&i| ends.partition_point(|e| *e <= candidates[i].0 + 1e-9))
+        .collect();
+    let n = order.len();
+    // best[c][j]: the best total of at most c clips among the first j.
+    let mut best = vec![vec![0.0_f64; n + 1]; k + 1];
+    let mut took = vec![vec![false; n + 1]; k + 1];
+    for c in 1..=k {
+        for j in 1..=n {
+            let skip = best[c][j - 1];
+            let take = best[c - 1][prior[j - 1]] + candidates[order[j - 1]].2;
+            if take > skip + 1e-12 {
+                best[c][j] = take;
+                took[c][j] = true;
+            } else {
+                best[c][j] = skip;
+            }
+        }
+    }
+    let mut picked = Vec::new();
+    let (mut c, mut j) = (k, n);
+    while c > 0 && j > 0 {
+        if took[c][j] {
+            picked.push(order[j - 1]);
+            j = prior[j - 1];
+            c -= 1;
+        } else {
+            j -= 1;
+        }
+    }
+    picked
 }
 
 #[cfg(test)]
@@ -577,6 +622,29 @@ mod tests {
                 assert!(a.end <= b.start || b.end <= a.start, "{a:?} overlaps {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_set_asked_for_fits_even_when_the_single_best_would_crowd_it_out() {
+        let parts = ScoreParts {
+            loudness: 0.0,
+            peaks: 0.0,
+            scene_cuts: 0.0,
+            speech: 0.0,
+            keywords: 0.0,
+        };
+        // The best window alone overlaps both of two others that fit side
+        // by side; asked for two, those two are the better set.
+        let candidates = [
+            (10.0, 30.0, 0.9, parts),
+            (0.0, 15.0, 0.6, parts),
+            (15.0, 40.0, 0.6, parts),
+        ];
+        let mut two = best_set(&candidates, 2);
+        two.sort();
+        assert_eq!(two, vec![1, 2]);
+        assert_eq!(best_set(&candidates, 1), vec![0]);
+        assert!(best_set(&candidates, 0).is_empty());
     }
 
     #[test]
