@@ -71,11 +71,36 @@ pub struct DbArgs {
     pub database_url: DatabaseUrl,
 }
 
+/// A plausible e-mail address: one `@` with something before it and a
+/// dotted domain after it, no spaces. (Whether it receives mail is not this
+/// command's to know.)
+fn parse_email(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let plausible = match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if plausible {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not an e-mail address (like name@example.com)"
+        ))
+    }
+}
+
 /// Arguments of `users create`.
 #[derive(Debug, Args)]
 pub struct CreateUserArgs {
     /// The user's e-mail address, unique.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_email)]
     pub email: String,
     /// A display name.
     #[arg(long)]
@@ -338,6 +363,27 @@ pub fn normalise_origin(text: &str) -> Option<String> {
     match url.origin() {
         url::Origin::Tuple(..) => Some(url.origin().ascii_serialization()),
         url::Origin::Opaque(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod email_tests {
+    #[test]
+    fn e_mail_addresses_are_checked() {
+        for ok in ["a@example.com", " demo-1@x.io "] {
+            assert!(super::parse_email(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "notanemail",
+            "@example.com",
+            "a@b",
+            "a@b@c.com",
+            "a b@c.com",
+            "a@.com",
+            "a@com.",
+        ] {
+            assert!(super::parse_email(bad).is_err(), "{bad}");
+        }
     }
 }
 

@@ -49,7 +49,17 @@ fn sim_options(url: &Url) -> Result<SimOptions, String> {
             "fail_at" => {
                 let stage = PipelineStatus::parse(&v)
                     .filter(|s| !s.is_terminal())
-                    .ok_or_else(|| format!("fail_at={v} is not a pipeline stage"))?;
+                    .ok_or_else(|| {
+                        let stages: Vec<String> = PipelineStatus::ALL
+                            .iter()
+                            .filter(|s| !s.is_terminal())
+                            .map(ToString::to_string)
+                            .collect();
+                        format!(
+                            "fail_at={v} is not a pipeline stage (one of {})",
+                            stages.join(", ")
+                        )
+                    })?;
                 opts.fail_at = Some(stage);
             }
             "stage_ms" => {
@@ -261,6 +271,10 @@ mod tests {
         assert!(ok("https://youtube.com/watch?v=1").is_ok());
         assert!(ok("sim://video?fail_at=rendering").is_ok());
         assert!(ok("sim://video?fail_at=completed").is_err());
+        assert_eq!(
+            ok("sim://video?fail_at=bogus").unwrap_err(),
+            "fail_at=bogus is not a pipeline stage (one of downloading, transcribing, planning, detecting, rendering, uploading)"
+        );
         assert!(ok("sim://video?bogus=1").is_err());
         assert!(ok("file:///tmp/x.mp4").is_err());
         assert!(ok("ftp://host/x").is_err());
