@@ -27,20 +27,66 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds both binaries once per test run. `cargo test --workspace` has
-/// built them already and this returns at once; `cargo test -p e2e` alone
-/// would otherwise find stale or missing ones.
+/// The newest modification time of the files under `dir`.
+fn newest_under(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_under(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// Both binaries, fresh. `cargo test --workspace` has built them for the
+/// worker's and the API's own tests, so they are used as they are when they
+/// are newer than every source they are made from; only then does a
+/// `cargo build` run (as with `cargo test -p e2e` alone). Building anyway
+/// would rebuild half the tree: a build of two packages unifies crate
+/// features differently from a build of the whole workspace.
 fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINS.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--bins", "-p", "worker", "-p", "api"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .status()
-            .expect("failed to run cargo build");
-        assert!(status.success(), "building the binaries failed");
         let dir = bin_dir();
-        (dir.join("clipping-worker"), dir.join("viewcreator-api"))
+        let bins = (dir.join("clipping-worker"), dir.join("viewcreator-api"));
+        let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let sources = [
+            "crates/worker/src",
+            "crates/api/src",
+            "crates/service/src",
+            "crates/webhook-types/src",
+            "crates/signing/src",
+            "migrations",
+            "Cargo.lock",
+        ]
+        .iter()
+        .filter_map(|p| {
+            let p = root.join(p);
+            if p.is_dir() {
+                newest_under(&p)
+            } else {
+                p.metadata().and_then(|m| m.modified()).ok()
+            }
+        })
+        .max();
+        let built = |p: &PathBuf| p.metadata().and_then(|m| m.modified()).ok();
+        let fresh = match (built(&bins.0), built(&bins.1), sources) {
+            (Some(w), Some(a), Some(src)) => w.min(a) >= src,
+            _ => false,
+        };
+        if !fresh {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--bins", "-p", "worker", "-p", "api"])
+                .current_dir(&root)
+                .status()
+                .expect("failed to run cargo build");
+            assert!(status.success(), "building the binaries failed");
+        }
+        bins
     })
 }
 
