@@ -32,6 +32,7 @@
 //! time probes whether it is back.
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -232,6 +233,10 @@ pub struct Committer {
     lanes: Vec<mpsc::Sender<Delivery>>,
     /// Shared with every lane and with `/readyz`.
     health: DbHealth,
+    /// The largest batch any lane has taken so far, shared with the lanes.
+    /// Read by [`Committer::largest_batch`]: a test (or an operator) can see
+    /// that batching happened, which the answers alone never show.
+    largest_batch: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -257,6 +262,7 @@ impl Committer {
     ) -> Self {
         let lanes = if max_batch <= 1 { 0 } else { lanes };
         let health = DbHealth::default();
+        let largest_batch = Arc::new(AtomicUsize::new(0));
         let senders = (0..lanes)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_QUEUE);
@@ -266,6 +272,7 @@ impl Committer {
                     health: health.clone(),
                     max_batch,
                     stop: tasks.token(),
+                    largest_batch: largest_batch.clone(),
                 };
                 tasks.spawn("commit lane", lane.run(rx));
                 tx
@@ -276,12 +283,27 @@ impl Committer {
             cdn_domain,
             lanes: senders,
             health,
+            largest_batch,
         }
     }
 
     /// The database's recent health, as the receiver saw it.
     pub fn health(&self) -> &DbHealth {
         &self.health
+    }
+
+    /// Deliveries waiting in the lanes, not yet taken into a batch.
+    pub fn queued(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(|l| l.max_capacity() - l.capacity())
+            .sum()
+    }
+
+    /// The largest number of deliveries one lane has taken at once so far
+    /// (0 before the first, and always 0 with group commit off).
+    pub fn largest_batch(&self) -> usize {
+        self.largest_batch.load(Ordering::Relaxed)
     }
 
     /// Applies one delivery, alone or batched with others; returns once its
@@ -347,6 +369,7 @@ struct Lane {
     /// Cancelled when the service stops: the lane then refuses new
     /// deliveries, answers those already queued, and returns.
     stop: CancellationToken,
+    largest_batch: Arc<AtomicUsize>,
 }
 
 impl Lane {
@@ -376,6 +399,7 @@ impl Lane {
                 }
             }
             metrics::histogram!("api_webhook_batch_size").record(batch.len() as f64);
+            self.largest_batch.fetch_max(batch.len(), Ordering::Relaxed);
             // Queued before the database was found unreachable (by this lane
             // or another): answered without a wait.
             if self.health.refusing() {

@@ -183,14 +183,38 @@ async fn rotated_secrets_both_verify(pool: PgPool) {
     })
     .await;
     let (_, token) = app.create_user("a@example.com").await;
-    let job = app.create_job(&token).await;
-    let body = serde_json::to_vec(&started(job)).unwrap();
-    let only_old = signing::SecretSet::parse_list(old).unwrap();
-    let h = only_old.headers("msg_old", chrono::Utc::now().timestamp(), &body);
-    let r = app
-        .post_webhook_raw(&h.pairs().map(|(k, v)| (k, v.to_owned())), body)
-        .await;
-    assert_eq!(r.status(), 200);
+    // A sender that still has only the old secret, one that already has only
+    // the new one, one that signs with both, and one with neither: each on
+    // its own job, so each answer is matched by its own state change.
+    let stranger = signing::Secret::generate().expose();
+    let senders = [
+        (old.to_owned(), 200),
+        (new.clone(), 200),
+        (format!("{old},{new}"), 200),
+        (stranger, 401),
+    ];
+    for (secrets, expected) in senders {
+        let job = app.create_job(&token).await;
+        let body = serde_json::to_vec(&started(job)).unwrap();
+        let signer = signing::SecretSet::parse_list(&secrets).unwrap();
+        let h = signer.headers(
+            &signing::new_message_id(),
+            chrono::Utc::now().timestamp(),
+            &body,
+        );
+        let r = app
+            .post_webhook_raw(&h.pairs().map(|(k, v)| (k, v.to_owned())), body)
+            .await;
+        assert_eq!(r.status(), expected);
+        let status = app.job_json(&token, job).await["status"].clone();
+        if expected == 200 {
+            assert_eq!(status, "processing");
+            assert_eq!(events_of(&app.pool, job).await.len(), 1);
+        } else {
+            assert_ne!(status, "processing");
+            assert!(events_of(&app.pool, job).await.is_empty());
+        }
+    }
 }
 
 #[sqlx::test(migrations = "../../migrations/api")]
@@ -646,4 +670,96 @@ async fn a_failed_batch_answers_each_delivery_on_its_own(pool: PgPool) {
     }))
     .await;
     assert!(answers.iter().all(|s| *s == 503), "{answers:?}");
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn one_poisoned_delivery_does_not_fail_its_batch_neighbours(pool: PgPool) {
+    // One lane, so every delivery meets the same batches.
+    let app = TestApp::spawn_with(pool, |c| c.tuning.commit_lanes = 1).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let (blocker, a, poisoned, c) = (
+        app.create_job(&token).await,
+        app.create_job(&token).await,
+        app.create_job(&token).await,
+        app.create_job(&token).await,
+    );
+    // The poison: the database refuses this one update, as a constraint or
+    // a bug tripped by one delivery would.
+    sqlx::query(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.current_step = 'poison' THEN RAISE EXCEPTION 'poisoned delivery'; END IF; \
+         RETURN NEW; END $$",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE UPDATE ON clipping_jobs \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    // Hold the lane: its first delivery waits for a row this test locks.
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM clipping_jobs WHERE id = $1 FOR UPDATE")
+        .bind(blocker)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let post = |job: Uuid, step: &'static str| {
+        let app = &app;
+        async move {
+            app.post_webhook(&progress(job, 2, 10.0, step))
+                .await
+                .status()
+        }
+    };
+    let first = post(blocker, "first");
+    let rest = async {
+        // The lane has taken the first delivery and waits on the lock.
+        wait_until(|| async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock')",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+        })
+        .await;
+        // Queued behind the held batch, the three go in one batch together.
+        let three = futures_util::future::join3(
+            post(a, "neighbour"),
+            post(poisoned, "poison"),
+            post(c, "neighbour"),
+        );
+        let release = async {
+            wait_until(|| async { app.state.committer.queued() == 3 }).await;
+            lock.commit().await.unwrap();
+        };
+        futures_util::future::join(three, release).await.0
+    };
+    let (first, (ra, rp, rc)) = futures_util::future::join(first, rest).await;
+
+    assert_eq!(first, 200);
+    assert_eq!(ra, 200, "a neighbour is committed");
+    assert_eq!(rc, 200, "a neighbour is committed");
+    assert_eq!(rp, 500, "the poisoned one gets its own answer");
+    assert!(
+        app.state.committer.largest_batch() >= 3,
+        "the three shared a batch: largest was {}",
+        app.state.committer.largest_batch()
+    );
+    for job in [a, c] {
+        let j = app.job_json(&token, job).await;
+        assert_eq!(j["currentStep"], "neighbour");
+        assert_eq!(events_of(&app.pool, job).await.len(), 1);
+    }
+    assert_ne!(
+        app.job_json(&token, poisoned).await["currentStep"],
+        "poison"
+    );
+    assert!(events_of(&app.pool, poisoned).await.is_empty());
 }
