@@ -75,6 +75,25 @@ pub struct Subscription {
     id: u64,
 }
 
+impl Subscription {
+    /// A subscription that no hub feeds: events reach it only through the
+    /// returned sender, exactly as sent (repeats, gaps and all). The hub
+    /// never hands one socket a repeat, so this is how tests show that the
+    /// socket's own ordering rules hold whatever arrives.
+    pub fn detached(queue: usize) -> (Subscription, mpsc::Sender<Arc<HubEvent>>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let sub = Subscription {
+            rx,
+            lagged: CancellationToken::new(),
+            // An empty hub of its own: leaving it on drop is a no-op.
+            hub: Hub::new(1, 0),
+            user: Uuid::nil(),
+            id: 0,
+        };
+        (sub, tx)
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.unsubscribe(self.user, self.id);

@@ -313,23 +313,6 @@ pub async fn next_event(ws: &mut Ws, secs: u64) -> Value {
     }
 }
 
-/// Asserts that no text frame arrives within `ms` milliseconds.
-pub async fn assert_quiet(ws: &mut Ws, ms: u64) {
-    let r = tokio::time::timeout(Duration::from_millis(ms), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => return Some(t),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await;
-    if let Ok(Some(t)) = r {
-        panic!("unexpected frame: {t}");
-    }
-}
-
 /// Reads until a close frame; returns its code and the number of text frames
 /// read before it.
 pub async fn read_until_close(ws: &mut Ws, secs: u64) -> (Option<CloseCode>, usize) {
@@ -453,6 +436,8 @@ struct WorkerState {
     mode: Option<Mode>,
     submissions: Vec<Value>,
     views: HashMap<String, Value>,
+    /// Worker job ids asked about with `GET /ai-clipping/jobs/{id}`.
+    lookups: Vec<String>,
 }
 
 /// An in-process stand-in for the clipping worker on port 0.
@@ -514,6 +499,11 @@ impl FakeWorker {
         self.state.lock().unwrap().submissions.clone()
     }
 
+    /// Every `GET /ai-clipping/jobs/{id}` received so far, by worker job id.
+    pub fn lookups(&self) -> Vec<String> {
+        self.state.lock().unwrap().lookups.clone()
+    }
+
     /// Sets what `GET /ai-clipping/jobs/{id}` answers (absent: 404).
     pub fn set_view(&self, worker_job_id: &str, view: Value) {
         self.state
@@ -552,7 +542,9 @@ async fn view(
     State(state): State<Arc<Mutex<WorkerState>>>,
     Path(id): Path<String>,
 ) -> axum::response::Response {
-    match state.lock().unwrap().views.get(&id) {
+    let mut state = state.lock().unwrap();
+    state.lookups.push(id.clone());
+    match state.views.get(&id) {
         Some(v) => Json(v.clone()).into_response(),
         None => (
             StatusCode::NOT_FOUND,

@@ -150,6 +150,20 @@ async fn bad_job_requests_name_the_camel_case_field(pool: PgPool) {
     assert_eq!(r.status(), 400);
 }
 
+/// The value of one series in Prometheus text; 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
 #[sqlx::test(migrations = "../../migrations/api")]
 async fn health_metrics_and_page(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
@@ -158,8 +172,28 @@ async fn health_metrics_and_page(pool: PgPool) {
     let page = app.get("/").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<html"));
-    let m = app.get("/metrics").await;
-    assert_eq!(m.status(), 200);
+    // The counters this test's own traffic moves. The recorder is shared by
+    // every test in this process, so others may move them too: at least
+    // our own share must show.
+    let before = app.get("/metrics").await;
+    assert_eq!(before.status(), 200);
+    let before = before.text().await.unwrap();
+    let (_, token) = app.create_user("m@example.com").await;
+    let job = app.create_job(&token).await;
+    app.deliver(&started(job)).await;
+    let r = app
+        .post_webhook_raw(&[], serde_json::to_vec(&started(job)).unwrap())
+        .await;
+    assert_eq!(r.status(), 401);
+    let after = app.get("/metrics").await.text().await.unwrap();
+    for series in [
+        "api_jobs_created_total",
+        r#"api_webhooks_total{outcome="applied"}"#,
+        r#"api_webhooks_total{outcome="bad_signature"}"#,
+    ] {
+        let moved = sample(&after, series) - sample(&before, series);
+        assert!(moved >= 1.0, "{series} moved by {moved}:\n{after}");
+    }
     let r = app.get("/no/such/route").await;
     assert_eq!(r.status(), 404);
     let e: Value = r.json().await.unwrap();

@@ -74,12 +74,19 @@ async fn a_job_the_worker_refuses_fails_with_its_reason(pool: PgPool) {
         "{error}"
     );
     assert_eq!(attempts(&app.pool, job).await.0, "failed");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        app.worker.submissions().len(),
-        1,
-        "a refusal is not retried"
-    );
+    // A failed submission row is never claimed again. As a barrier, a second
+    // job goes through the same submitter: once it is submitted, a retry of
+    // the first would have had its turn too.
+    app.worker.set_mode(Mode::Accept);
+    let second = app.create_job(&token).await;
+    wait_until(|| async { app.job_json(&token, second).await["status"] == "submitted" }).await;
+    let subs = app.worker.submissions();
+    let of_first = subs
+        .iter()
+        .filter(|s| s["external_job_id"] == job.to_string())
+        .count();
+    assert_eq!(of_first, 1, "a refusal is not retried");
+    assert_eq!(subs.len(), 2);
 }
 
 fn view(job: Uuid, status: &str, pct: f64, step: &str) -> Value {
@@ -149,15 +156,26 @@ async fn a_job_unknown_to_the_worker_is_failed(pool: PgPool) {
 
 #[sqlx::test(migrations = "../../migrations/api")]
 async fn a_job_with_recent_webhooks_is_left_alone(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, |c| c.stale_after = Duration::from_secs(3)).await;
+    // The job stays in the staleness window's reach for several windows:
+    // only the webhooks refreshing `last_heard_at` keep the reconciler away.
+    let stale_after = Duration::from_millis(1500);
+    let app = TestApp::spawn_with(pool, |c| c.stale_after = stale_after).await;
     let (_, token) = app.create_user("a@example.com").await;
     let job = app.create_job(&token).await;
     wait_until(|| async { app.job_json(&token, job).await["status"] == "submitted" }).await;
-    for seq in 1..=4u64 {
-        app.deliver(&progress(job, seq, seq as f64 * 10.0, "working"))
+    let began = std::time::Instant::now();
+    let mut seq = 1;
+    while began.elapsed() < stale_after * 3 {
+        app.deliver(&progress(job, seq, seq as f64, "working"))
             .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     // The worker would say 404, but nobody asked it.
+    assert_eq!(app.worker.lookups(), Vec::<String>::new());
     assert_eq!(app.job_json(&token, job).await["status"], "processing");
+
+    // And the reconciler was awake all along: once the webhooks stop, it asks.
+    wait_until(|| async { !app.worker.lookups().is_empty() }).await;
+    assert_eq!(app.worker.lookups()[0], format!("w-{job}"));
 }
