@@ -18,6 +18,10 @@ use signing::{
 
 use crate::{BODY_1, ID_1, SECRET_1, SIG_1, TS_1};
 
+/// The reference version `scripts/test` installs; the test checks it is the
+/// one it talks to, so an upgrade is a deliberate change of both.
+const PINNED_VERSION: &str = "1.1.0";
+
 /// The helper script, committed next to the tests.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop.py");
 
@@ -34,7 +38,7 @@ fn python() -> Option<PathBuf> {
             assert!(
                 std::env::var("REQUIRE_INTEROP").as_deref() != Ok("1"),
                 "REQUIRE_INTEROP=1 but STANDARDWEBHOOKS_PYTHON is not set; point it at a python \
-                 with `standardwebhooks==1.1.*` installed"
+                 with `standardwebhooks==1.1.0` installed (as scripts/test sets up)"
             );
             // Written to the real stderr rather than through `eprintln!`, which
             // the test harness captures, so the skip shows in normal output.
@@ -125,10 +129,13 @@ fn interop_python_standardwebhooks() {
         json!(true),
         "python rejected a Rust signature: {reply}"
     );
+    assert_eq!(
+        reply["version"], PINNED_VERSION,
+        "the python standardwebhooks found is not the pinned one"
+    );
     let _ = writeln!(
         std::io::stderr(),
-        "interop: checked against python standardwebhooks {}",
-        reply["version"]
+        "interop: checked against python standardwebhooks {PINNED_VERSION}"
     );
 
     let tampered = BODY.replace("1299", "1300");
