@@ -18,7 +18,7 @@ use crate::pipeline::ffmpeg::FfmpegConfig;
 use crate::pipeline::ffmpeg::fetch::FetchConfig;
 use crate::policy::{AllowRule, CallbackPolicy};
 use crate::storage::StorageTarget;
-use crate::store::DeliveryStatus;
+use crate::store::{DeliveryStatus, Durability};
 
 /// clipping-worker: turns long videos into short clips and reports each job's
 /// progress to its callback URL with signed, retried, per-job ordered
@@ -245,6 +245,12 @@ pub struct ServeConfig {
     /// read-only server in front of the bucket) instead of the bucket's own.
     #[arg(long, env = "WORKER_PUBLIC_URL")]
     pub public_url: Option<Url>,
+
+    /// How far each store commit is pushed to disk: `full` survives a power
+    /// cut or OS crash; `normal` survives a process crash only, and saves an
+    /// fsync per commit.
+    #[arg(long, env = "WORKER_DURABILITY", value_enum, default_value_t = Durability::Full)]
+    pub durability: Durability,
 }
 
 impl ServeConfig {
@@ -277,6 +283,7 @@ impl ServeConfig {
             shutdown_grace_ms: 5_000,
             storage: StorageTarget::Local,
             public_url: None,
+            durability: Durability::Full,
         }
     }
 

@@ -57,7 +57,7 @@ impl Application {
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let bound = listener.local_addr()?;
-        let store = Store::open(&config.data_dir).await?;
+        let store = Store::open_with(&config.data_dir, config.durability).await?;
         if config.webhook_secret.is_none() {
             tracing::warn!(
                 "no --webhook-secret / WEBHOOK_SECRET: webhooks will be sent UNSIGNED; receivers cannot tell them from forgeries"

@@ -284,6 +284,22 @@ pub enum LedgerOp {
     },
 }
 
+/// How far each commit is pushed to disk before it counts (`--durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    /// SQLite `synchronous=FULL`: a commit is on disk before it returns, so
+    /// a power cut or an OS crash loses nothing that was committed. The
+    /// default: a webhook may already be delivered from a commit that
+    /// `normal` would lose, and after such a loss the job's sequence numbers
+    /// would be issued again for other events.
+    #[default]
+    Full,
+    /// SQLite `synchronous=NORMAL` in WAL mode: a process crash (SIGKILL)
+    /// loses nothing, but a power cut or OS crash may lose the last commits.
+    /// Saves an fsync per commit.
+    Normal,
+}
+
 /// Filter for [`Store::list_deliveries`].
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -297,18 +313,23 @@ pub struct DeliveryFilter {
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and applies the
-    /// worker's migrations.
+    /// worker's migrations, with the default durability.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Store> {
+        Self::open_with(data_dir, Durability::default()).await
+    }
+
+    /// As [`Store::open`], with commits as durable as `durability` says.
+    pub async fn open_with(data_dir: &Path, durability: Durability) -> anyhow::Result<Store> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join(DB_FILE))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // With WAL, NORMAL loses at most the last transactions on a power
-            // cut, never on a process crash (SIGKILL), and saves an fsync per
-            // commit; the outbox promise is about process restarts.
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             // Batched writes use one statement text per batch size.
