@@ -5,7 +5,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use webhook_types::Event;
 
-use crate::helpers::{Received, Receiver, Reply, job, spawn_app};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::helpers::{Received, Receiver, Reply, job, long_schedule, spawn_app};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -74,6 +77,7 @@ async fn gone_stops_the_retries_and_exhausted_retries_fail() {
         .wait_for_ledger(&job_id, T, |l| {
             l.last()
                 .is_some_and(|d| d["event"] == "job.completed" && d["status"] == "failed")
+                && l.iter().all(|d| d["status"] != "pending")
         })
         .await;
     let started = &ledger[0];
@@ -88,8 +92,9 @@ async fn gone_stops_the_retries_and_exhausted_retries_fail() {
     );
     assert_eq!(completed["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(completed["last_error"], "HTTP 500");
-    // The receiver saw job.started once and job.completed three times.
-    let got = rx.drain_for(Duration::from_millis(300)).await;
+    // The receiver saw job.started once and job.completed three times: with
+    // nothing pending in the ledger, every request there will be is in.
+    let got = rx.drain_now();
     let count = |e: Event| got.iter().filter(|r| r.payload().event == e).count();
     assert_eq!(count(Event::Started), 1);
     assert_eq!(count(Event::Completed), 3);
@@ -110,27 +115,25 @@ async fn a_hanging_receiver_does_not_hold_up_other_jobs() {
         }
     })
     .await;
+    // The stuck job's first event times out and is retried for longer than
+    // the test lasts: had the healthy job to wait behind it, it would never
+    // finish within `T`.
     let app = spawn_app(|c| {
         c.webhook_timeout_ms = 300;
-        c.retry_schedule = "0,50ms,50ms,50ms,50ms,50ms,50ms,50ms".parse().unwrap();
+        c.retry_schedule = long_schedule("50ms", 100);
     })
     .await;
     let stuck = app
         .submit_ok(job("https://youtube.com/watch?v=h", &rx.url("/hang"), 2))
         .await;
-    // Let the stuck job's first attempt start hanging.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let began = Instant::now();
+    // The stuck job's first attempt is hanging.
+    let first = rx.next(T).await;
+    assert_eq!(first.path, "/hang");
     let healthy = app
         .submit_ok(job("https://youtube.com/watch?v=f", &rx.url("/fine"), 2))
         .await;
     let got = rx.until_terminal(&healthy, T).await;
-    let took = began.elapsed();
     assert!(got.iter().all(|r| r.path == "/fine"));
-    assert!(
-        took < Duration::from_secs(3),
-        "the healthy job's events took {took:?}"
-    );
     // The stuck job is still on its first event, timing out.
     let ledger = app
         .wait_for_ledger(&stuck, T, |l| {
@@ -197,13 +200,31 @@ async fn later_events_wait_while_an_earlier_one_is_retried() {
 
 #[tokio::test]
 async fn overtaken_progress_is_superseded_but_started_and_terminal_never_are() {
-    let mut rx = refusing_started(3).await;
-    let app = spawn_app(|_| {}).await;
+    // job.started is refused until the test has seen the job end, so every
+    // progress event is overtaken while it waits, however slow the machine.
+    let open = Arc::new(AtomicBool::new(false));
+    let mut rx = Receiver::start({
+        let open = open.clone();
+        move |r| {
+            if r.payload().event == Event::Started && !open.load(Ordering::SeqCst) {
+                Reply {
+                    status: 503,
+                    retry_after: Some("1".into()),
+                    hang: None,
+                }
+            } else {
+                Reply::status(200)
+            }
+        }
+    })
+    .await;
+    let app = spawn_app(|c| c.retry_schedule = long_schedule("1s", 60)).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=s", &rx.url("/s"), 2))
         .await;
-    // The pipeline (about 70 ms) ends while job.started is still refused
-    // (300 ms or more), so every progress event is overtaken.
+    app.wait_for_job(&job_id, T, |v| v.status.is_terminal())
+        .await;
+    open.store(true, Ordering::SeqCst);
     let got = rx.until_terminal(&job_id, T).await;
     let ledger = app
         .wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] != "pending"))

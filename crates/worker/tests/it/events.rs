@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use webhook_types::{Event, JobState, JobView, PipelineStatus};
+use tokio_util::sync::CancellationToken;
+use webhook_types::{ClippingJobRequest, Event, JobState, JobView, PipelineStatus};
+use worker::reporter::{self, Draft, Reporter, StepReport};
+use worker::store::Inserted;
 
 use crate::helpers::{Received, Receiver, job, spawn_app};
 
@@ -157,75 +160,87 @@ async fn a_failing_stage_ends_the_job_with_that_stages_error() {
 #[tokio::test]
 async fn the_throttle_sends_at_most_one_progress_per_interval_but_every_status_change() {
     let mut rx = Receiver::ok().await;
+    // An interval longer than the whole job: the rule then gives exactly one
+    // progress event per status (the one that changed it), whatever the
+    // machine's speed. 10 clips rendered 20 ms apart: one rendering report of
+    // ten goes out, the nine held ones are overtaken by uploading.
     let app = spawn_app(|c| {
-        c.progress_interval_ms = 400;
+        c.progress_interval_ms = 600_000;
         c.sim_stage_ms = 20;
     })
     .await;
-    // 10 clips rendered 20 ms apart: nine of their ten reports fall inside
-    // one interval after the status change.
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=2", &rx.url("/t"), 10))
         .await;
     let got = rx.until_terminal(&job_id, T).await;
     check_rules(&got);
-    let progress: Vec<_> = got
+    let progress: Vec<(PipelineStatus, String)> = got
         .iter()
         .map(|r| r.payload())
         .filter(|p| p.event == Event::Progress)
+        .map(|p| (p.status, p.current_step.clone()))
         .collect();
-    let rendering = progress
-        .iter()
-        .filter(|p| p.status == PipelineStatus::Rendering)
-        .count();
-    assert!(
-        rendering < 10,
-        "the throttle let {rendering} rendering reports through"
-    );
-    // Every status change went out.
-    let mut statuses: Vec<PipelineStatus> = progress.iter().map(|p| p.status).collect();
-    statuses.dedup();
-    assert_eq!(
-        statuses,
-        [
-            PipelineStatus::Downloading,
+    let expected = [
+        (PipelineStatus::Downloading, "Downloading video..."),
+        (
             PipelineStatus::Transcribing,
-            PipelineStatus::Planning,
-            PipelineStatus::Detecting,
-            PipelineStatus::Rendering,
-            PipelineStatus::Uploading,
-        ]
-    );
+            "Transcribing audio with Whisper...",
+        ),
+        (PipelineStatus::Planning, "Planning clips with AI..."),
+        (PipelineStatus::Detecting, "Detecting faces and layouts..."),
+        (PipelineStatus::Rendering, "Rendering clip 1/10..."),
+        (PipelineStatus::Uploading, "Uploading clips..."),
+    ]
+    .map(|(s, t)| (s, t.to_owned()));
+    assert_eq!(progress, expected);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn the_trailing_progress_is_sent_when_the_interval_ends() {
+    // The test plays the pipeline through the reporter's own handle, so each
+    // report is made when the test says, never after a sleep it must guess.
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|c| c.progress_interval_ms = 250).await;
-    // 200 ms per clip. Rendering clip 1/3 goes out at once (status change,
-    // at t); 2/3 comes at t+200, inside the interval, is held and must be
-    // sent at t+250; 3/3 comes at t+400, is held and must be sent at t+500,
-    // before uploading (t+600) would overtake it.
-    let job_id = app
-        .submit_ok(job("sim://video?stage_ms=200", &rx.url("/t"), 3))
-        .await;
-    let got = rx.until_terminal(&job_id, T).await;
-    let steps: Vec<String> = got
-        .iter()
-        .map(|r| r.payload())
-        .filter(|p| p.status == PipelineStatus::Rendering)
-        .map(|p| p.current_step.clone())
-        .collect();
-    assert_eq!(
-        steps,
-        [
-            "Rendering clip 1/3...",
-            "Rendering clip 2/3...",
-            "Rendering clip 3/3..."
-        ],
-        "held reports are flushed at the end of the interval"
-    );
+    let app = spawn_app(|_| {}).await;
+    let request: ClippingJobRequest =
+        serde_json::from_value(job("https://youtube.com/watch?v=3", &rx.url("/t"), 3)).unwrap();
+    let row = match app.state.store.insert_job("job_trailing", &request).await {
+        Ok(Inserted::Created(row)) => row,
+        other => panic!("{other:?}"),
+    };
+    let mut reporter = Reporter::for_job(app.state.store.clone(), app.state.outbox.clone(), &row);
+    reporter.emit(Draft::Started).await.unwrap();
+    let (handle, driver) = reporter::channel(reporter, Duration::from_millis(300));
+    let driving = tokio::spawn(reporter::drive(driver, CancellationToken::new()));
+    let clip = |i: u32| {
+        StepReport::new(
+            PipelineStatus::Rendering,
+            50.0 + f64::from(i),
+            format!("Rendering clip {i}/3..."),
+        )
+        .with_clips(i - 1, 3)
+    };
+    let mut next_step = async || rx.next(T).await.payload().current_step.clone();
+    assert_eq!(next_step().await, "Starting job processing");
+
+    // A status change goes out at once; the report right behind it falls
+    // inside the interval and is held, and must go out when it ends.
+    handle.report(clip(1));
+    handle.report(clip(2));
+    assert_eq!(next_step().await, "Rendering clip 1/3...");
+    assert_eq!(next_step().await, "Rendering clip 2/3...");
+    // Held (or sent, if the interval already ended): either way it goes out
+    // before the status change that follows it is reported.
+    handle.report(clip(3));
+    assert_eq!(next_step().await, "Rendering clip 3/3...");
+    handle.report(StepReport::new(
+        PipelineStatus::Uploading,
+        95.0,
+        "Uploading clips...",
+    ));
+    assert_eq!(next_step().await, "Uploading clips...");
+    drop(handle);
+    driving.await.unwrap();
     app.stop().await;
 }
 
@@ -237,8 +252,10 @@ async fn at_most_max_concurrent_jobs_run_and_the_rest_wait_queued() {
         c.sim_stage_ms = 15;
     })
     .await;
+    // a takes six stages of 300 ms: b is still waiting
+    // when the test looks, however slowly it gets there.
     let a = app
-        .submit_ok(job("https://youtube.com/watch?v=a", &rx.url("/q"), 1))
+        .submit_ok(job("sim://video?stage_ms=300", &rx.url("/q"), 1))
         .await;
     let b = app
         .submit_ok(job("https://youtube.com/watch?v=b", &rx.url("/q"), 1))

@@ -32,6 +32,8 @@ pub struct TestApp {
     /// The worker's own media store (what its engine stores through).
     #[allow(dead_code)]
     pub media: MediaStore,
+    /// The worker's shared state, for tests that drive its parts directly.
+    pub state: worker::AppState,
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -65,6 +67,7 @@ pub async fn spawn_app_in(data_dir: &Path, f: impl FnOnce(&mut ServeConfig)) -> 
     f(&mut config);
     let app = Application::build(config).await.expect("the worker builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
     let shutdown = CancellationToken::new();
     let media = app.state().media.clone();
     let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -73,6 +76,7 @@ pub async fn spawn_app_in(data_dir: &Path, f: impl FnOnce(&mut ServeConfig)) -> 
         client: reqwest::Client::new(),
         data_dir: data_dir.to_owned(),
         media,
+        state,
         shutdown,
         handle,
         _dir: None,
@@ -350,11 +354,13 @@ impl Receiver {
         }
     }
 
-    /// Everything that arrives within `window`.
-    pub async fn drain_for(&mut self, window: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + window;
+    /// Everything received so far, without waiting. A request is queued
+    /// here before it is answered, so once the sender's ledger records an
+    /// attempt, that request is already in this list: call this after the
+    /// ledger shows nothing pending to see every request there will be.
+    pub fn drain_now(&mut self) -> Vec<Received> {
         let mut got = Vec::new();
-        while let Ok(Some(r)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+        while let Ok(r) = self.rx.try_recv() {
             got.push(r);
         }
         got
@@ -407,6 +413,14 @@ async fn handle(
             .insert("retry-after", ra.parse().unwrap());
     }
     response
+}
+
+/// A retry schedule of `n` attempts, `step` apart: long enough that a
+/// delivery refused on purpose keeps being retried for the whole test.
+pub fn long_schedule(step: &str, n: usize) -> worker::backoff::RetrySchedule {
+    let mut entries = vec!["0"];
+    entries.extend(std::iter::repeat_n(step, n - 1));
+    entries.join(",").parse().unwrap()
 }
 
 /// A free loopback port (for worker processes, which need one up front).

@@ -371,7 +371,8 @@ async fn the_policy_is_checked_again_before_every_attempt() {
     }
     permissive.stop().await;
     rx.set_script(|_| crate::helpers::Reply::status(200));
-    let _ = rx.drain_for(Duration::from_millis(50)).await;
+    // The permissive worker has stopped: whatever it sent is in already.
+    let _ = rx.drain_now();
 
     let strict = spawn_app_in(dir.path(), |c| {
         c.allow_private_callbacks = false;
@@ -397,7 +398,10 @@ async fn the_policy_is_checked_again_before_every_attempt() {
             "refusals are retried like errors"
         );
     }
-    let got = rx.drain_for(Duration::from_millis(200)).await;
+    // The policy refuses before connecting, and both jobs' first deliveries
+    // show a refusal (their later events wait behind them): had anything
+    // been let through, it would be in already.
+    let got = rx.drain_now();
     assert!(got.is_empty(), "nothing reached the receiver: {got:?}");
     strict.stop().await;
 }
