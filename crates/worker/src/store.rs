@@ -927,3 +927,23 @@ fn delivery_from_row(r: sqlx::sqlite::SqliteRow) -> Result<DeliveryRow, sqlx::Er
         updated_at: r.try_get("updated_at")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--durability` reaches the connection that commits events.
+    #[tokio::test]
+    async fn durability_sets_the_write_connections_synchronous_mode() {
+        for (durability, expected) in [(Durability::Full, 2), (Durability::Normal, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_with(dir.path(), durability).await.unwrap();
+            let mode: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&store.write)
+                .await
+                .unwrap();
+            assert_eq!(mode, expected, "{durability:?}");
+            store.close().await;
+        }
+    }
+}
