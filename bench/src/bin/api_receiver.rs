@@ -1,21 +1,33 @@
 //! Benchmark of the API's webhook receiver.
 //!
-//! Measures, against a fresh database on `DATABASE_URL`:
+//! Measures, against a fresh database on `DATABASE_URL`, at 1, 16 and 64
+//! concurrent senders (each with its own user and job), in webhooks per
+//! second with p50/p99 latency per request:
 //!
-//! 1. signed `job.progress` webhooks per second accepted by one in-process
-//!    API instance at 1, 16 and 64 concurrent senders, with p50/p99 latency,
-//!    with group commit (the default) and with one transaction per delivery;
-//! 2. in the same run, the database's own ceiling for the same writes: the
-//!    receiver's transaction (`api::receiver::process`: lock the job, record
-//!    the webhook-id, update the job, append the user's event with its
-//!    NOTIFY, commit) called in a plain loop at the same concurrency, with no
-//!    HTTP, signature or JSON;
-//! 3. webhook arrival → frame on a WebSocket, p50/p99, one at a time.
+//! - **receiver, group commit** (the default): signed `job.progress`
+//!   webhooks over HTTP to an in-process API. Against it, **the same
+//!   batched database work without HTTP**: a `Committer` with the same lanes
+//!   and batch size, `Committer::apply` called in a loop (no HTTP, signature
+//!   or JSON).
+//! - **receiver, one transaction per delivery** (`commit_batch = 1`).
+//!   Against it, the same transaction (`api::receiver::process`: lock the
+//!   job, record the webhook-id, update the job, append the user's event
+//!   with its NOTIFY, commit) in a loop without HTTP.
+//! - **plain UPDATE + INSERT**: one transaction per delivery of one UPDATE of
+//!   the job and one INSERT of the receipt: the kind of transaction pgbench
+//!   measures, for scale. Less work than a delivery (no event, no NOTIFY).
+//!
+//! Each level starts with a warm-up of every path (not reported), then
+//! `--rounds` rounds, each measuring every path once; the order alternates
+//! between rounds (forwards, then backwards), so a reference and the path it
+//! is compared with take turns going first.
+//!
+//! Then webhook arrival → frame on a WebSocket, p50/p99, one at a time.
 //!
 //! Every webhook changes the step text, so every one is pushed: the worst
 //! case (an event row, a counter bump and a NOTIFY per delivery).
 //!
-//! Run: `cargo run --release -p bench --bin api_receiver -- [--secs 5]`
+//! Run: `cargo run --release -p bench --bin api_receiver -- [--secs 3] [--rounds 2]`
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -40,8 +52,14 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 #[derive(Debug, Parser)]
 struct Args {
     /// Seconds per measurement.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     secs: u64,
+    /// Measurements of each path per concurrency level, interleaved.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Seconds of warm-up per path before each level's rounds.
+    #[arg(long, default_value_t = 1)]
+    warmup_secs: u64,
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
@@ -108,10 +126,10 @@ struct RunResult {
 }
 
 impl RunResult {
-    fn line(&self, what: &str, c: usize) -> String {
+    fn line(&self, what: &str, c: usize, round: usize) -> String {
         let rate = self.count as f64 / self.elapsed.as_secs_f64();
         format!(
-            "| {what} | {c} | {rate:.0} | {:.2} | {:.2} |",
+            "| {what} | {c} | {round} | {rate:.0} | {:.2} | {:.2} |",
             percentile(&self.latencies, 0.50).as_secs_f64() * 1e3,
             percentile(&self.latencies, 0.99).as_secs_f64() * 1e3,
         )
@@ -171,30 +189,80 @@ async fn run_http(address: &str, jobs: &[(Uuid, Uuid)], secs: u64) -> RunResult 
     }
 }
 
-async fn run_db(pool: &PgPool, jobs: &[(Uuid, Uuid)], secs: u64) -> RunResult {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for &(_, job) in jobs {
-        let pool = pool.clone();
-        tasks.spawn(async move {
-            let mut lat = Vec::new();
-            let mut seq = 1u64;
-            while Instant::now() < deadline {
-                seq += 1;
-                let payload: webhook_types::WebhookPayload =
-                    webhook_types::parse_json(&body(job, seq)).unwrap();
-                let id = signing::new_message_id();
-                let t0 = Instant::now();
+/// One delivery's database work without HTTP, as each reference does it.
+#[derive(Clone)]
+enum DbPath {
+    /// `api::receiver::process`: the receiver's own transaction.
+    Process(PgPool),
+    /// `Committer::apply`: the receiver's batched path.
+    Committer(api::group_commit::Committer),
+    /// One UPDATE and one INSERT in a transaction.
+    Plain(PgPool),
+}
+
+impl DbPath {
+    async fn deliver(&self, job: Uuid, seq: u64) {
+        let id = signing::new_message_id();
+        let payload = || -> webhook_types::WebhookPayload {
+            webhook_types::parse_json(&body(job, seq)).unwrap()
+        };
+        match self {
+            DbPath::Process(pool) => {
                 let outcome = api::receiver::process(
-                    &pool,
+                    pool,
                     Some(&id),
-                    &payload,
+                    &payload(),
                     api::jobs::WriteCtx { cdn_domain: None },
                 )
                 .await
                 .expect("transaction failed");
                 assert_eq!(outcome, api::receiver::Outcome::Applied);
+            }
+            DbPath::Committer(c) => {
+                let outcome = c.apply(Some(id), payload()).await.expect("batch failed");
+                assert_eq!(outcome, api::receiver::Outcome::Applied);
+            }
+            DbPath::Plain(pool) => {
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query(
+                    "UPDATE clipping_jobs SET current_step = $2, last_sequence = $3, \
+                     updated_at = now() WHERE id = $1",
+                )
+                .bind(job)
+                .bind(format!("Rendering, step {seq}"))
+                .bind(seq as i64)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                api::store::insert_receipt(
+                    &mut tx,
+                    &id,
+                    Some(job),
+                    "job.progress",
+                    Some(seq as i64),
+                    "applied",
+                )
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+    }
+}
+
+async fn run_db(path: &DbPath, jobs: &[(Uuid, Uuid)], secs: u64) -> RunResult {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for &(_, job) in jobs {
+        let path = path.clone();
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            let mut seq = 1u64;
+            while Instant::now() < deadline {
+                seq += 1;
+                let t0 = Instant::now();
+                path.deliver(job, seq).await;
                 lat.push(t0.elapsed());
             }
             lat
@@ -322,34 +390,77 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let server_single = tokio::spawn(single.run_until_stopped(shutdown.clone()));
 
+    let lanes = args.commit_lanes.unwrap_or(Tuning::default().commit_lanes);
+    let committer = api::group_commit::Committer::start(
+        pool.clone(),
+        None,
+        lanes,
+        Tuning::default().commit_batch,
+    );
+    /// What each measured path is, in the forward order of a round.
+    const PATHS: [&str; 5] = [
+        "plain UPDATE + INSERT per delivery, no HTTP",
+        "group commit, no HTTP (Committer::apply)",
+        "receiver, group commit (default)",
+        "one transaction per delivery, no HTTP (receiver::process)",
+        "receiver, one transaction per delivery",
+    ];
+    let measure = |i: usize, jobs: Vec<(Uuid, Uuid)>, secs: u64| {
+        let (pool, committer) = (pool.clone(), committer.clone());
+        let (address, single_address) = (address.clone(), single_address.clone());
+        async move {
+            match i {
+                0 => run_db(&DbPath::Plain(pool), &jobs, secs).await,
+                1 => run_db(&DbPath::Committer(committer), &jobs, secs).await,
+                2 => run_http(&address, &jobs, secs).await,
+                3 => run_db(&DbPath::Process(pool), &jobs, secs).await,
+                _ => run_http(&single_address, &jobs, secs).await,
+            }
+        }
+    };
+
     println!(
-        "pool: {pool_size} connections; {} s per measurement; {} group-commit lanes",
-        args.secs,
-        args.commit_lanes.unwrap_or(Tuning::default().commit_lanes)
+        "pool: {pool_size} connections; {} s per measurement, {} rounds after {} s of warm-up per path; {lanes} group-commit lanes",
+        args.secs, args.rounds, args.warmup_secs,
     );
     println!();
-    println!("| path | senders | webhooks/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|");
-    let mut ratio = Vec::new();
+    println!("| path | senders | round | webhooks/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    let mut means = Vec::new();
     for &c in &args.concurrency {
-        let jobs = make_jobs(&pool, c, &format!("db{c}")).await?;
-        let db = run_db(&pool, &jobs, args.secs).await;
-        println!("{}", db.line("DB ceiling (same transaction, no HTTP)", c));
-        let jobs = make_jobs(&pool, c, &format!("one{c}")).await?;
-        let one = run_http(&single_address, &jobs, args.secs).await;
-        println!("{}", one.line("receiver, one transaction per delivery", c));
-        let jobs = make_jobs(&pool, c, &format!("gc{c}")).await?;
-        let gc = run_http(&address, &jobs, args.secs).await;
-        println!("{}", gc.line("receiver, group commit (default)", c));
-        let rate = |r: &RunResult| r.count as f64 / r.elapsed.as_secs_f64();
-        ratio.push((c, rate(&one) / rate(&db), rate(&gc) / rate(&db)));
+        for (i, _) in PATHS.iter().enumerate() {
+            let jobs = make_jobs(&pool, c, &format!("warm{c}-{i}")).await?;
+            measure(i, jobs, args.warmup_secs).await;
+        }
+        let mut rates = [0.0_f64; PATHS.len()];
+        for round in 0..args.rounds {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..PATHS.len()).collect()
+            } else {
+                (0..PATHS.len()).rev().collect()
+            };
+            for i in order {
+                let jobs = make_jobs(&pool, c, &format!("r{round}-{c}-{i}")).await?;
+                let r = measure(i, jobs, args.secs).await;
+                println!("{}", r.line(PATHS[i], c, round + 1));
+                rates[i] += r.count as f64 / r.elapsed.as_secs_f64() / args.rounds as f64;
+            }
+        }
+        means.push((c, rates));
     }
     println!();
-    for (c, one, gc) in ratio {
+    println!("mean webhooks/s over the rounds, and the receivers against their references:");
+    for (c, r) in means {
         println!(
-            "receiver / DB ceiling at {c} senders: {:.0} % one transaction each, {:.0} % group commit",
-            one * 100.0,
-            gc * 100.0
+            "{c} senders: receiver group commit {:.0} = {:.0} % of the same batched work without HTTP ({:.0}), {:.0} % of plain UPDATE + INSERT ({:.0}); receiver one transaction each {:.0} = {:.0} % of the same transaction without HTTP ({:.0})",
+            r[2],
+            100.0 * r[2] / r[1],
+            r[1],
+            100.0 * r[2] / r[0],
+            r[0],
+            r[4],
+            100.0 * r[4] / r[3],
+            r[3],
         );
     }
     let lat = push_latency(&address, port, &pool, args.latency_samples).await?;

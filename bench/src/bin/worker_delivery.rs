@@ -14,13 +14,24 @@
 //!   (`--paced-rate`, default 5,000/s). Measures latency under a load the
 //!   worker keeps up with.
 //!
-//! Latency is measured from the commit of the event's row (the instant the
-//! worker's group-commit writer finished the transaction, which the reporter
-//! returns) to the receiver's arrival time, both on the same monotonic
-//! clock. It is also shown from the start of the emitting call, which adds
-//! the wait for the group commit.
+//! Latency is measured on one monotonic clock to the receiver's arrival
+//! time, from three instants:
 //!
-//! Run: `cargo run --release -p bench --bin worker_delivery`
+//! - **from call**: the start of the emitting call (`Reporter::emit`), so it
+//!   includes the wait for the store's group commit. The headline figure.
+//! - **from schedule** (paced only): the instant the event was due to be
+//!   sent. A stall that delays the emitter itself shows here and nowhere
+//!   else; in the burst every event is due at once, so it is not shown.
+//! - **from commit**: the instant the store's writer finished the
+//!   transaction (what the reporter returns). Only the sender's part.
+//!
+//! Each run is preceded by a short warm-up run (not reported). After a run,
+//! the store is read until none of its deliveries is pending; deliveries
+//! are then counted by their final status: delivered, superseded (a newer
+//! progress event of the job overtook it while queued: never sent, by
+//! design) and lost (anything else; should be 0).
+//!
+//! Run: `cargo run --release -p bench --bin worker_delivery -- [--durability normal]`
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,7 +43,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use webhook_types::{ClippingJobRequest, JobOutput, PipelineStatus, Timestamp};
 use worker::reporter::{Draft, Reporter, StepReport};
-use worker::store::Inserted;
+use worker::store::{DeliveryFilter, DeliveryStatus, Durability, Inserted};
 use worker::{Application, ServeConfig};
 
 #[derive(Debug, Parser)]
@@ -47,19 +58,27 @@ struct Args {
     /// Total emission rate of the paced run, events per second.
     #[arg(long, default_value_t = 5000)]
     paced_rate: u64,
+    /// The store's durability (the worker's `--durability`).
+    #[arg(long, value_enum, default_value_t = Durability::Full)]
+    durability: Durability,
 }
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// When each event was emitted: (call began, row committed).
-type Emitted = HashMap<String, (Instant, Instant)>;
+/// When each event was due, its call began and its row was committed.
+type Emitted = HashMap<String, (Instant, Instant, Instant)>;
 
 struct RunResult {
     name: &'static str,
     emitted: usize,
+    /// Final statuses in the store, and arrivals matched to an emission.
     delivered: usize,
+    superseded: usize,
+    lost: usize,
+    arrived: usize,
     wall: Duration,
     emit_wall: Duration,
+    from_schedule: Option<Vec<Duration>>,
     from_call: Vec<Duration>,
     from_commit: Vec<Duration>,
 }
@@ -88,13 +107,28 @@ async fn main() -> anyhow::Result<()> {
     config.allow_private_callbacks = true;
     config.progress_interval_ms = 0;
     config.sim_stage_ms = 0;
+    config.durability = args.durability;
     let app = Application::build(config).await?;
     let state = app.state().clone();
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(stop.clone()));
 
+    let warmup = Args {
+        jobs: args.jobs.div_ceil(5),
+        events_per_job: args.events_per_job.min(20),
+        ..args
+    };
     let mut results = Vec::new();
     for (name, rate) in [("burst", None), ("paced", Some(args.paced_rate))] {
+        run(
+            &format!("warmup-{name}"),
+            &state,
+            &callback,
+            &warmup,
+            rate,
+            &mut rx,
+        )
+        .await?;
         let r = run(name, &state, &callback, &args, rate, &mut rx).await?;
         results.push(r);
     }
@@ -103,32 +137,35 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<6} {:>8} {:>9} {:>10} {:>12} {:>13} {:>22} {:>22}",
-        "run",
-        "events",
-        "delivered",
-        "wall",
-        "events/s",
-        "deliveries/s",
-        "p50/p99 from call",
-        "p50/p99 from commit"
+        "durability {:?}; {} jobs x {} events; paced at {} events/s",
+        args.durability, args.jobs, args.events_per_job, args.paced_rate
     );
+    println!(
+        "| run | events | delivered / superseded / lost | wall | deliveries/s | p50/p99 from call | p50/p99 from schedule | p50/p99 from commit |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "{:<6} {:>8} {:>9} {:>8.0}ms {:>12.0} {:>13.0} {:>22} {:>22}",
+            "| {} | {} | {} / {} / {} | {:.0} ms | {:.0} | {} | {} | {} |",
             r.name,
             r.emitted,
             r.delivered,
+            r.superseded,
+            r.lost,
             r.wall.as_secs_f64() * 1000.0,
-            r.emitted as f64 / r.wall.as_secs_f64(),
             r.delivered as f64 / r.wall.as_secs_f64(),
             pct(&r.from_call),
+            r.from_schedule.as_deref().map_or("-".into(), pct),
             pct(&r.from_commit),
         );
+    }
+    for r in &results {
         println!(
-            "       emission alone took {:.0} ms ({:.0} commits/s)",
+            "{}: emission alone took {:.0} ms ({:.0} commits/s); {} arrivals matched",
+            r.name,
             r.emit_wall.as_secs_f64() * 1000.0,
-            r.emitted as f64 / r.emit_wall.as_secs_f64()
+            r.emitted as f64 / r.emit_wall.as_secs_f64(),
+            r.arrived,
         );
     }
     Ok(())
@@ -149,7 +186,7 @@ fn pct(v: &[Duration]) -> String {
 }
 
 async fn run(
-    name: &'static str,
+    name: &str,
     state: &worker::AppState,
     callback: &str,
     args: &Args,
@@ -169,22 +206,29 @@ async fn run(
             Inserted::Existing(_) => anyhow::bail!("job {job_id} exists"),
         }
     }
+    let job_ids: std::collections::HashSet<String> =
+        rows.iter().map(|r| r.job_id.clone()).collect();
     // Per job, one event every `gap` in the paced run.
     let gap = rate.map(|r| Duration::from_secs_f64(args.jobs as f64 / r as f64));
     let n = args.events_per_job;
+    let jobs = args.jobs as u32;
     let began = Instant::now();
     let mut tasks = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
         let mut reporter = Reporter::for_job(state.store.clone(), state.outbox.clone(), &row);
         tasks.push(tokio::spawn(async move {
             let mut emitted = Emitted::new();
-            // Spread the jobs' first events over one gap.
-            let mut next = began + gap.map(|g| g * i as u32 / 100).unwrap_or_default();
+            // Spread the jobs' first events evenly over one gap.
+            let mut next = began + gap.map(|g| g * i as u32 / jobs).unwrap_or_default();
             for k in 0..n {
-                if let Some(g) = gap {
+                let due = if let Some(g) = gap {
                     tokio::time::sleep_until(next).await;
+                    let due = next;
                     next += g;
-                }
+                    due
+                } else {
+                    Instant::now()
+                };
                 let draft = if k == 0 {
                     Draft::Started
                 } else if k == n - 1 {
@@ -201,7 +245,7 @@ async fn run(
                 let e = reporter.emit(draft).await.context("emit")?;
                 emitted.insert(
                     e.delivery_id.expect("the job has a callback"),
-                    (t0, e.committed_at),
+                    (due, t0, e.committed_at),
                 );
             }
             Ok::<_, anyhow::Error>(emitted)
@@ -212,40 +256,62 @@ async fn run(
         emitted.extend(t.await??);
     }
     let emit_wall = began.elapsed();
-    // Settled: nothing left in the sender's lanes.
-    let mut last_arrival = began;
-    let mut arrivals = HashMap::new();
-    loop {
-        while let Ok((id, at)) = rx.try_recv() {
-            last_arrival = last_arrival.max(at);
-            arrivals.insert(id, at);
-        }
-        if state.outbox.in_memory() == 0 {
-            // One more short wait for requests still on the wire.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            while let Ok((id, at)) = rx.try_recv() {
-                last_arrival = last_arrival.max(at);
-                arrivals.insert(id, at);
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    // Settled: none of this run's deliveries is pending in the store. The
+    // sender commits an outcome after the receiver answered, so by then
+    // every arrival is in the channel.
+    let settle_by = Instant::now() + Duration::from_secs(60);
+    let pending = DeliveryFilter {
+        status: Some(DeliveryStatus::Pending),
+        ..DeliveryFilter::default()
+    };
+    while state
+        .store
+        .list_deliveries(&pending)
+        .await?
+        .iter()
+        .any(|d| job_ids.contains(&d.job_id))
+    {
+        anyhow::ensure!(
+            Instant::now() < settle_by,
+            "deliveries still pending after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let wall = last_arrival.max(began + emit_wall) - began;
+    let rows: Vec<_> = state
+        .store
+        .list_deliveries(&DeliveryFilter::default())
+        .await?
+        .into_iter()
+        .filter(|d| job_ids.contains(&d.job_id))
+        .collect();
+    let count = |s: DeliveryStatus| rows.iter().filter(|d| d.status == s).count();
+    let (delivered, superseded) = (
+        count(DeliveryStatus::Delivered),
+        count(DeliveryStatus::Superseded),
+    );
+    let mut last_arrival = began;
+    let mut from_schedule = Vec::new();
     let mut from_call = Vec::new();
     let mut from_commit = Vec::new();
-    for (id, at) in &arrivals {
-        if let Some((t0, t1)) = emitted.get(id) {
+    while let Ok((id, at)) = rx.try_recv() {
+        if let Some((due, t0, t1)) = emitted.get(&id) {
+            last_arrival = last_arrival.max(at);
+            from_schedule.push(at.saturating_duration_since(*due));
             from_call.push(at.saturating_duration_since(*t0));
             from_commit.push(at.saturating_duration_since(*t1));
         }
     }
+    let wall = last_arrival.max(began + emit_wall) - began;
     Ok(RunResult {
-        name,
+        name: if rate.is_some() { "paced" } else { "burst" },
         emitted: emitted.len(),
-        delivered: from_call.len(),
+        delivered,
+        superseded,
+        lost: emitted.len() - delivered - superseded,
+        arrived: from_call.len(),
         wall,
         emit_wall,
+        from_schedule: rate.map(|_| from_schedule),
         from_call,
         from_commit,
     })
