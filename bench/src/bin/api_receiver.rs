@@ -240,7 +240,7 @@ impl DbPath {
                     Some(job),
                     "job.progress",
                     Some(seq as i64),
-                    "applied",
+                    api::store::ReceiptOutcome::Applied,
                 )
                 .await
                 .unwrap();
@@ -391,11 +391,14 @@ async fn main() -> anyhow::Result<()> {
     let server_single = tokio::spawn(single.run_until_stopped(shutdown.clone()));
 
     let lanes = args.commit_lanes.unwrap_or(Tuning::default().commit_lanes);
+    // The reference's lane tasks live until the end of the run.
+    let lane_tasks = service::BackgroundTasks::new();
     let committer = api::group_commit::Committer::start(
         pool.clone(),
         None,
         lanes,
         Tuning::default().commit_batch,
+        &lane_tasks,
     );
     /// What each measured path is, in the forward order of a round.
     const PATHS: [&str; 5] = [
