@@ -790,3 +790,17 @@ async fn a_job_stores_its_media_in_s3() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+#[tokio::test]
+async fn without_ffmpeg_the_worker_refuses_to_start_and_names_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::helpers::test_config(dir.path());
+    config.engine = EngineKind::Ffmpeg;
+    config.ffmpeg_path = dir.path().join("no-ffmpeg-here");
+    let err = match worker::Application::build(config).await {
+        Ok(_) => panic!("the worker started without ffmpeg"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("no-ffmpeg-here"), "{err}");
+    assert!(err.contains("apt-get install ffmpeg"), "{err}");
+}
