@@ -82,8 +82,20 @@ async fn submit_job(s: &Session, video: &str, clips: u32) {
         .unwrap();
 }
 
+/// The simulated engine's made-up clips live in this bucket, which does not
+/// exist: the page's attempts to load their posters and videos fail by
+/// design, and the page says so under each clip (checked below).
+const SIMULATED_BUCKET: &str = "https://viewcreator-media.s3.amazonaws.com/";
+
 fn severe(log: &[Value]) -> Vec<&Value> {
-    log.iter().filter(|e| e["level"] == "SEVERE").collect()
+    log.iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .filter(|e| {
+            !e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(SIMULATED_BUCKET))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -129,6 +141,36 @@ async fn the_page_follows_a_job_live_and_catches_up_after_an_api_restart() {
         .await
         .unwrap();
     assert!(clip_text.as_str().unwrap().contains("score"), "{clip_text}");
+    // Each clip shows its poster frame (the clip's URL with .jpg), and a
+    // clip that cannot load says so instead of showing a black box.
+    let poster = s
+        .script("return document.querySelector('.clips .clip video').getAttribute('poster')")
+        .await
+        .unwrap();
+    assert!(
+        poster
+            .as_str()
+            .is_some_and(|p| p.starts_with(SIMULATED_BUCKET) && p.ends_with("/clip_00.jpg")),
+        "{poster}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = s
+            .script(
+                "return [...document.querySelectorAll('.clips .clip .error-text')]\
+                 .filter(e => !e.classList.contains('hidden')).length",
+            )
+            .await
+            .unwrap();
+        if shown == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clips that cannot load do not say so: {shown} notices"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Let the bar's width transition finish before the picture.
     tokio::time::sleep(Duration::from_millis(400)).await;
     s.screenshot(&artifact("completed.png")).await.unwrap();
