@@ -145,7 +145,7 @@ pub struct Plan {
 }
 
 /// Whether a progress update is worth a push: it crosses a 10 % step, or the
-/// status or the step text changes. (The seed meant this; its code compared
+/// status or the step text changes. (The original plan meant this; its code compared
 /// after assigning, so it fired only on exact multiples of 10.)
 pub fn progress_worth_pushing(
     old_progress: f64,
@@ -245,9 +245,9 @@ pub fn pg_text(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Rewrites an S3 URL to `https://{domain}/{key}`, as the seed's
+/// Rewrites an S3 URL to `https://{domain}/{key}`, as the original plan's
 /// `transformToCdnUrl` meant to. Both virtual-hosted forms are recognised,
-/// `bucket.s3.amazonaws.com` (the seed's own example, which its regex
+/// `bucket.s3.amazonaws.com` (the original plan's own example, which its regex
 /// missed) and `bucket.s3.<region>.amazonaws.com` (also the older
 /// `bucket.s3-<region>.amazonaws.com`), as well as `s3://bucket/key`.
 /// Anything else is returned unchanged.
@@ -503,7 +503,7 @@ fn notification_unbounded(kind: Notify, job: &JobRow, clips: Vec<Clip>) -> serde
         }),
         Notify::Completed => {
             // The count of clips the user actually gets, not the worker's
-            // planned total (the seed's own example lists fewer clips).
+            // planned total (the original plan's own example lists fewer clips).
             let count = clips.len();
             json!({
                 "type": "clipping.completed", "eventId": 0, "jobId": job.id, "at": at,

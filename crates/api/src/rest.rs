@@ -26,7 +26,7 @@ const LIST_LIMIT: i64 = 200;
 /// How long a WebSocket ticket stays valid.
 const TICKET_TTL_SECS: i64 = 60;
 
-/// `POST /api/clipping-jobs` body (camelCase, as the seed's TypeScript).
+/// `POST /api/clipping-jobs` body (camelCase, as the original plan's TypeScript).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateJob {

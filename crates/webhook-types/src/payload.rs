@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{ParseError, Timestamp, Validate};
 
-/// Which moment of a job a webhook reports. Serialised as the seed's names
+/// Which moment of a job a webhook reports. Serialised as the original plan's names
 /// (`job.started`, …), which also travel in the `X-Webhook-Event` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Event {
@@ -125,7 +125,7 @@ impl fmt::Display for PipelineStatus {
 /// A percentage from 0 to 100 inclusive, finite.
 ///
 /// Whole values are written as JSON integers (`15`, not `15.0`), so that the
-/// seed's examples serialise back to the same JSON.
+/// original plan's examples serialise back to the same JSON.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
 pub struct ProgressPercent(f64);
 
@@ -264,7 +264,7 @@ pub struct JobOutput {
         deserialize_with = "deserialize_seconds"
     )]
     pub source_video_duration_seconds: f64,
-    /// How many clips were made. The seed's own example lists fewer clips
+    /// How many clips were made. The original plan's own example lists fewer clips
     /// than this, so it is not checked against `clips.len()`.
     pub total_clips: u32,
     /// The clips, by `clip_index`.
@@ -314,7 +314,7 @@ fn validate_output(output: &JobOutput, at: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// The body of every webhook: the seed's `WebhookPayload` plus `sequence`.
+/// The body of every webhook: the original plan's `WebhookPayload` plus `sequence`.
 ///
 /// Optional fields are omitted when absent, never written as `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -352,7 +352,7 @@ pub struct WebhookPayload {
     /// Per job, 1 for `job.started` and strictly increasing in the order the
     /// worker emitted events, so a receiver can tell a late retry from news.
     ///
-    /// Optional on input only so that senders which predate it (the seed's
+    /// Optional on input only so that senders which predate it (the original plan's
     /// examples) still parse; this project's worker always sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,

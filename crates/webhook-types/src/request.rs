@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ParseError, Validate};
 
-/// What to clip and how, with the seed's defaults for everything optional.
+/// What to clip and how, with the original plan's defaults for everything optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClippingJobRequest {
     /// The source video. Its scheme is checked by the worker, which knows
@@ -80,7 +80,7 @@ impl RequestLimits {
 }
 
 impl ClippingJobRequest {
-    /// A request for `video_url` with every default of the seed.
+    /// A request for `video_url` with every default of the original plan.
     pub fn new(video_url: impl Into<String>) -> Self {
         Self {
             video_url: video_url.into(),

@@ -1,4 +1,4 @@
-//! `clipping-worker`: the video-clipping service of the seed design, built
+//! `clipping-worker`: the video-clipping service of the original plan, built
 //! to run in production.
 //!
 //! It accepts clipping jobs over HTTP, runs at most `--max-concurrent-jobs`

@@ -94,7 +94,7 @@ async fn jobs_are_created_listed_and_private(pool: PgPool) {
     let mine = app.job_json(&a, first).await;
     assert_eq!(mine["clips"], json!([]));
 
-    // The worker received what the seed sends, with our ids and callback.
+    // The worker received what the original plan sends, with our ids and callback.
     wait_until(|| async { app.worker.submissions().len() == 2 }).await;
     let sub = app
         .worker

@@ -1,4 +1,4 @@
-//! The job request: the seed's defaults and the contract's bounds.
+//! The job request: the original plan's defaults and the contract's bounds.
 
 use serde_json::json;
 use webhook_types::{ClippingJobRequest, ParseErrorKind, parse_json};
@@ -8,7 +8,7 @@ fn parse(v: serde_json::Value) -> Result<ClippingJobRequest, webhook_types::Pars
 }
 
 #[test]
-fn the_seeds_manual_test_request_gets_the_seeds_defaults() {
+fn the_original_plans_manual_test_request_gets_its_defaults() {
     let req = parse(json!({
         "video_url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
         "callback_url": "https://webhook.example/your-unique-id",

@@ -1,6 +1,6 @@
 //! Pipeline engines: what turns a video into clips.
 //!
-//! An engine runs the seed's stages (downloading, transcribing, planning,
+//! An engine runs the original plan's stages (downloading, transcribing, planning,
 //! detecting, rendering each clip, uploading) and reports each through the
 //! job's [`ProgressHandle`]. It does not emit events itself: `job.started`
 //! and the terminal event are the runner's, and the reporter decides what

@@ -2,7 +2,7 @@
 //!
 //! It fetches nothing and renders nothing. Each stage sleeps `--sim-stage-ms`
 //! (each clip of the rendering stage too) and the output is made up but
-//! complete and plausible: `max_clips` clips with S3 URLs of the seed's form.
+//! complete and plausible: `max_clips` clips with S3 URLs of the original plan's form.
 //! Any http(s) video URL is accepted; so is `sim://<anything>`, whose query
 //! can steer it:
 //!

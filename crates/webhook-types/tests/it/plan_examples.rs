@@ -5,21 +5,21 @@ use serde_json::Value;
 use webhook_types::{Event, PipelineStatus, WebhookPayload, parse_json};
 
 const EXAMPLES: [(&str, &str); 5] = [
-    ("started", include_str!("seed/started.json")),
+    ("started", include_str!("original_plan/started.json")),
     (
         "progress_transcribing",
-        include_str!("seed/progress_transcribing.json"),
+        include_str!("original_plan/progress_transcribing.json"),
     ),
     (
         "progress_rendering",
-        include_str!("seed/progress_rendering.json"),
+        include_str!("original_plan/progress_rendering.json"),
     ),
-    ("completed", include_str!("seed/completed.json")),
-    ("failed", include_str!("seed/failed.json")),
+    ("completed", include_str!("original_plan/completed.json")),
+    ("failed", include_str!("original_plan/failed.json")),
 ];
 
 #[test]
-fn every_seed_example_round_trips_to_the_same_json_value() {
+fn every_original_plan_example_round_trips_to_the_same_json_value() {
     for (name, text) in EXAMPLES {
         let parsed: WebhookPayload =
             parse_json(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -30,7 +30,7 @@ fn every_seed_example_round_trips_to_the_same_json_value() {
 }
 
 #[test]
-fn seed_examples_carry_the_expected_meaning() {
+fn original_plan_examples_carry_the_expected_meaning() {
     let started: WebhookPayload = parse_json(EXAMPLES[0].1.as_bytes()).unwrap();
     assert_eq!(started.event, Event::Started);
     assert_eq!(started.status, PipelineStatus::Downloading);
