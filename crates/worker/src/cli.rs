@@ -132,8 +132,21 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Opens the store a `serve` made in `data_dir`; a command that only reads
+/// or requeues never creates one, and says where it looked.
+async fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+    let file = data_dir.join(crate::store::DB_FILE);
+    if !file.is_file() {
+        anyhow::bail!(
+            "no worker store at {} (set --data-dir or WORKER_DATA_DIR to the directory `clipping-worker serve` uses; scripts/dev writes it to .tmp/dev/env)",
+            file.display()
+        );
+    }
+    Store::open(data_dir).await
+}
+
 async fn print_list(args: ListArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir).await?;
+    let store = open_existing(&args.data_dir).await?;
     let rows = store
         .list_deliveries(&DeliveryFilter {
             status: args.status,
@@ -178,7 +191,7 @@ async fn print_list(args: ListArgs) -> anyhow::Result<()> {
 
 /// `clipping-worker webhooks redeliver`.
 pub async fn redeliver(args: RedeliverArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir).await?;
+    let store = open_existing(&args.data_dir).await?;
     let row = store
         .requeue_delivery(&args.delivery_id, true)
         .await

@@ -479,3 +479,24 @@ async fn an_expected_cli_failure_is_one_line_without_a_backtrace() {
     assert!(text.contains("422"), "{text}");
     worker.kill().await;
 }
+
+#[tokio::test]
+async fn ledger_commands_on_a_missing_store_say_where_they_looked_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("not-a-store");
+    for args in [
+        vec!["webhooks", "list", "--data-dir", data_dir.to_str().unwrap()],
+        vec![
+            "webhooks",
+            "redeliver",
+            "msg_x",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+    ] {
+        let text = failure_of(&args).await;
+        assert!(text.contains("no worker store at"), "{text}");
+        assert!(text.contains("not-a-store"), "{text}");
+        assert!(!data_dir.exists(), "{args:?} created the data dir");
+    }
+}
