@@ -144,19 +144,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
             let job = &job["job"];
             bar.set_position(job["progressPercent"].as_f64().unwrap_or(0.0) as u64);
             bar.set_message(job["currentStep"].as_str().unwrap_or("waiting").to_owned());
-            match job["status"].as_str() {
-                Some("completed") => {
-                    bar.finish_with_message("completed");
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Some("failed") => {
-                    bar.abandon_with_message(format!(
-                        "failed: {}",
-                        job["error"].as_str().unwrap_or("unknown error")
-                    ));
-                    return Ok(ExitCode::from(1));
-                }
-                _ => {}
+            if matches!(job["status"].as_str(), Some("completed" | "failed")) {
+                return Ok(summarize(&bar, job));
             }
         }
         while let Some(frame) = socket.next().await {
@@ -166,7 +155,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 }
                 continue;
             };
-            let Ok(mut event) = serde_json::from_str::<Value>(&text) else {
+            let Ok(event) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
             since = event["eventId"].as_i64().or(since);
@@ -177,33 +166,42 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                         bar.set_message(step.to_owned());
                     }
                 }
-                Some("clipping.completed") => {
-                    bar.set_position(100);
-                    bar.finish_with_message(
-                        event["message"].as_str().unwrap_or("completed").to_owned(),
-                    );
-                    // Too many clips for one frame: the job has them.
-                    let clips = if event["clipsOmitted"] == Value::Bool(true) {
-                        read_job(&http_base, args.job_id, &bearer).await?["job"]["clips"].take()
-                    } else {
-                        event["clips"].take()
-                    };
-                    for clip in clips.as_array().into_iter().flatten() {
-                        println!("{}", clip["url"].as_str().unwrap_or_default());
-                    }
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Some("clipping.failed") => {
-                    bar.abandon_with_message(format!(
-                        "failed: {}",
-                        event["error"].as_str().unwrap_or("unknown error")
-                    ));
-                    return Ok(ExitCode::from(1));
+                // The job as stored has everything a summary needs, clips
+                // included (a big completion's frame omits them).
+                Some("clipping.completed" | "clipping.failed") => {
+                    let job = read_job(&http_base, args.job_id, &bearer).await?;
+                    return Ok(summarize(&bar, &job["job"]));
                 }
                 _ => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Ends `watch` on a finished job, the same way whether the job finished
+/// before or during the watch and whether or not this is a terminal: the
+/// bar is cleared, one summary line goes to standard error, and the clip
+/// URLs to standard output, one a line (so `watch … > clips.txt` works).
+fn summarize(bar: &ProgressBar, job: &Value) -> ExitCode {
+    bar.finish_and_clear();
+    if job["status"] == "completed" {
+        let clips = job["clips"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let title = job["sourceVideoTitle"].as_str().unwrap_or("the video");
+        eprintln!("completed: {} clips from {title}", clips.len());
+        for clip in clips {
+            println!("{}", clip["url"].as_str().unwrap_or_default());
+        }
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "failed: {}",
+            job["error"].as_str().unwrap_or("no error was recorded")
+        );
+        ExitCode::from(1)
     }
 }
 

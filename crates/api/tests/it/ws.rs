@@ -836,3 +836,54 @@ async fn watch_prints_the_clips_of_a_completion_that_omitted_them(pool: PgPool) 
     assert_eq!(urls.len(), 7_500);
     assert_eq!(urls[7_499], "https://m.io/7499");
 }
+
+/// `viewcreator-api watch` as a process with its output piped (not a
+/// terminal): exit code, standard output, standard error.
+async fn watch_process(app: &TestApp, job: Uuid, token: &str) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_viewcreator-api"))
+            .args(["watch", &job.to_string(), "--token", token])
+            .args(["--url", &app.address])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("watch did not finish")
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[sqlx::test(migrations = "../../migrations/api")]
+async fn watch_on_a_finished_job_prints_one_summary_and_the_clip_urls(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, token) = app.create_user("a@example.com").await;
+    let ok = app.create_job(&token).await;
+    app.deliver(&started(ok)).await;
+    app.deliver(&completed(ok, 2)).await;
+    let bad = app.create_job(&token).await;
+    app.deliver(&failed(bad, 1, 10.0, "Video is private")).await;
+
+    let (code, stdout, stderr) = watch_process(&app, ok, &token).await;
+    assert_eq!(code, 0, "{stderr}");
+    let urls: Vec<&str> = stdout.lines().collect();
+    assert_eq!(urls.len(), 2, "{stdout}");
+    assert!(urls.iter().all(|u| u.starts_with("https://")), "{stdout}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("completed: 2 clips"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = watch_process(&app, bad, &token).await;
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.trim(), "failed: Video is private", "{stderr}");
+}
