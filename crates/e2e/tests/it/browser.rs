@@ -49,6 +49,12 @@ const JOB_STATE: &str = r#"
 
 async fn sign_in(s: &Session, stack: &Stack) {
     s.goto(&format!("{}/", stack.api_url)).await.unwrap();
+    // Signed out, there is no connection to speak of.
+    let badge = s
+        .script("return getComputedStyle(document.getElementById('conn')).display")
+        .await
+        .unwrap();
+    assert_eq!(badge, "none", "the connection badge shows while signed out");
     let token = s.find("#token").await.unwrap();
     s.type_into(&token, &stack.token).await.unwrap();
     s.click(&s.find("#signin button[type=submit]").await.unwrap())
@@ -73,6 +79,7 @@ async fn sign_in(s: &Session, stack: &Stack) {
 
 async fn submit_job(s: &Session, video: &str, clips: u32) {
     let url = s.find("#videoUrl").await.unwrap();
+    s.clear(&url).await.unwrap();
     s.type_into(&url, video).await.unwrap();
     let n = s.find("#maxClips").await.unwrap();
     s.clear(&n).await.unwrap();
@@ -234,6 +241,17 @@ async fn the_page_follows_a_job_live_and_catches_up_after_an_api_restart() {
         "horizontal overflow of {overflow}px at 390px"
     );
     s.screenshot(&artifact("phone.png")).await.unwrap();
+
+    // A refusal speaks the form's words, not the API's field names.
+    submit_job(&s, "ftp://videos.example/keynote.mp4", 2).await;
+    s.wait_for(
+        "the refusal of an ftp URL, in the form's words",
+        "const m = document.getElementById('submit-msg').textContent; \
+         return m.includes('Video URL') && !m.includes('videoUrl')",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
 
     s.quit().await.unwrap();
     stack.cleanup().await;
