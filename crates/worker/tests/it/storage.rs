@@ -25,8 +25,8 @@ use crate::helpers::{free_port, spawn_app};
 
 /// `len` bytes that differ from one offset to the next (so a range taken
 /// from the wrong place cannot compare equal).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+fn pattern(len: usize, start: u64) -> Vec<u8> {
+    let mut x = start | 1;
     (0..len)
         .map(|_| {
             // xorshift64

@@ -232,14 +232,18 @@ fn refusal(e: &PolicyError) -> String {
     e.to_string().replace("callback host", "video host")
 }
 
-/// Words for a failed request, from the innermost cause that says most.
+/// Words for a failed request: a policy refusal anywhere in its causes
+/// (from the resolver or a redirect check) wins; otherwise its kind and its
+/// innermost cause.
 fn describe(e: reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(s) = source {
-        if let Some(p) = s.downcast_ref::<PolicyError>() {
+    let mut innermost = e.to_string();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        if let Some(p) = cause.downcast_ref::<PolicyError>() {
             return refusal(p);
         }
-        source = s.source();
+        innermost = cause.to_string();
+        source = cause.source();
     }
     let host = e
         .url()
@@ -248,24 +252,9 @@ fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
         format!("{host} did not answer in time")
     } else if e.is_connect() {
-        let mut inner = e.to_string();
-        let mut s = std::error::Error::source(&e);
-        while let Some(cause) = s {
-            inner = cause.to_string();
-            s = cause.source();
-        }
-        format!("could not connect to {host}: {inner}")
+        format!("could not connect to {host}: {innermost}")
     } else if e.is_redirect() {
-        let mut s = std::error::Error::source(&e);
-        let mut inner = e.to_string();
-        while let Some(cause) = s {
-            if let Some(p) = cause.downcast_ref::<PolicyError>() {
-                return refusal(p);
-            }
-            inner = cause.to_string();
-            s = cause.source();
-        }
-        format!("a redirect was refused: {inner}")
+        format!("a redirect was refused: {innermost}")
     } else {
         format!("the download from {host} broke off: {e}")
     }

@@ -184,24 +184,12 @@ impl Drop for WorkDir {
     }
 }
 
-/// A path segment safe for storage keys and directories.
+/// A storage key segment ([`crate::storage::key_segment`]) short enough to
+/// be a directory name too: ids may be up to 2 KiB long.
 fn safe_segment(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(128)
-        .collect();
-    if cleaned.is_empty() || cleaned.chars().all(|c| c == '_') {
-        "_".to_owned()
-    } else {
-        cleaned
-    }
+    let mut segment = crate::storage::key_segment(s);
+    segment.truncate(128); // ASCII only, so any byte is a char boundary
+    segment
 }
 
 fn fail(stage: PipelineStatus, what: &str, reason: impl std::fmt::Display) -> StageError {
@@ -796,8 +784,9 @@ mod tests {
     #[test]
     fn storage_segments_are_safe() {
         assert_eq!(safe_segment("user_789"), "user_789");
-        assert_eq!(safe_segment("../etc"), "___etc");
+        assert_eq!(safe_segment("../etc"), "_._etc");
         assert_eq!(safe_segment(""), "_");
         assert_eq!(safe_segment("a/b c"), "a_b_c");
+        assert_eq!(safe_segment(&"x".repeat(3000)).len(), 128);
     }
 }
