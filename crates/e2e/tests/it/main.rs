@@ -5,4 +5,5 @@
 mod browser;
 mod deploy;
 mod full_stack;
+mod outage;
 mod stack;

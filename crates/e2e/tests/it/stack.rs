@@ -48,36 +48,41 @@ fn newest_under(dir: &std::path::Path) -> Option<std::time::SystemTime> {
 /// `cargo build` run (as with `cargo test -p e2e` alone). Building anyway
 /// would rebuild half the tree: a build of two packages unifies crate
 /// features differently from a build of the whole workspace.
-fn binaries() -> &'static (PathBuf, PathBuf) {
+pub fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINS.get_or_init(|| {
         let dir = bin_dir();
         let bins = (dir.join("clipping-worker"), dir.join("viewcreator-api"));
         let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        let sources = [
-            "crates/worker/src",
-            "crates/api/src",
+        // What each binary is made from: a change to the worker alone leaves
+        // the API's binary as fresh as it was.
+        let shared = [
             "crates/service/src",
             "crates/webhook-types/src",
             "crates/signing/src",
             "migrations",
             "Cargo.lock",
-        ]
-        .iter()
-        .filter_map(|p| {
-            let p = root.join(p);
-            if p.is_dir() {
-                newest_under(&p)
-            } else {
-                p.metadata().and_then(|m| m.modified()).ok()
-            }
-        })
-        .max();
+        ];
+        let newest_source = |own: [&str; 1]| {
+            own.iter()
+                .chain(shared.iter())
+                .filter_map(|p| {
+                    let p = root.join(p);
+                    if p.is_dir() {
+                        newest_under(&p)
+                    } else {
+                        p.metadata().and_then(|m| m.modified()).ok()
+                    }
+                })
+                .max()
+        };
         let built = |p: &PathBuf| p.metadata().and_then(|m| m.modified()).ok();
-        let fresh = match (built(&bins.0), built(&bins.1), sources) {
-            (Some(w), Some(a), Some(src)) => w.min(a) >= src,
+        let is_fresh = |bin: &PathBuf, own: [&str; 1]| match (built(bin), newest_source(own)) {
+            (Some(b), Some(src)) => b >= src,
             _ => false,
         };
+        let fresh =
+            is_fresh(&bins.0, ["crates/worker/src"]) && is_fresh(&bins.1, ["crates/api/src"]);
         if !fresh {
             let status = std::process::Command::new(env!("CARGO"))
                 .args(["build", "--bins", "-p", "worker", "-p", "api"])
@@ -90,7 +95,7 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -100,7 +105,7 @@ fn free_port() -> u16 {
 
 /// A fresh database on the server `DATABASE_URL` names, dropped with the
 /// stack.
-async fn fresh_database() -> (String, String) {
+pub async fn fresh_database() -> (String, String) {
     let admin = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must name a PostgreSQL server (scripts/test sets it)");
     let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
@@ -129,29 +134,56 @@ pub struct Stack {
     _data: tempfile::TempDir,
 }
 
+/// How the worker of a [`Stack`] runs.
+pub struct WorkerOptions {
+    /// The simulated engine's time per stage.
+    pub stage_ms: u64,
+    /// `--retry-schedule`; `None` keeps the contract's default schedule.
+    pub retry_schedule: Option<&'static str>,
+    /// `--max-concurrent-jobs`.
+    pub max_concurrent_jobs: u32,
+}
+
+/// Retries that come quickly, so that a restarted API catches up in seconds
+/// whatever the worker's recovery probing does.
+pub const FAST_RETRIES: &str = "0,200ms,400ms,800ms,1s,1s,1s,1s,1s,1s,1s,1s";
+
 impl Stack {
-    /// Starts the worker (simulated engine, `stage_ms` per stage) and the API,
-    /// and creates a user.
+    /// Starts the worker (simulated engine, `stage_ms` per stage, fast
+    /// retries) and the API, and creates a user.
     pub async fn start(stage_ms: u64) -> Stack {
+        Stack::start_with(WorkerOptions {
+            stage_ms,
+            retry_schedule: Some(FAST_RETRIES),
+            max_concurrent_jobs: 2,
+        })
+        .await
+    }
+
+    /// Starts the worker as `options` say and the API, and creates a user.
+    pub async fn start_with(options: WorkerOptions) -> Stack {
         let (worker_bin, api_bin) = binaries();
         let (admin_url, database_url) = fresh_database().await;
         let data = tempfile::tempdir().unwrap();
         let worker_port = free_port();
         let worker_url = format!("http://127.0.0.1:{worker_port}");
-        let worker = Command::new(worker_bin)
-            .arg("serve")
+        let mut worker = Command::new(worker_bin);
+        worker.arg("serve");
+        if let Some(schedule) = options.retry_schedule {
+            worker.env("WORKER_RETRY_SCHEDULE", schedule);
+        }
+        let worker = worker
             .env("WORKER_LISTEN", format!("127.0.0.1:{worker_port}"))
             .env("WORKER_DATA_DIR", data.path())
             .env("WEBHOOK_SECRET", SECRET)
             .env("WORKER_ENGINE", "simulated")
-            .env("WORKER_SIM_STAGE_MS", stage_ms.to_string())
+            .env("WORKER_SIM_STAGE_MS", options.stage_ms.to_string())
+            .env(
+                "WORKER_MAX_CONCURRENT_JOBS",
+                options.max_concurrent_jobs.to_string(),
+            )
             .env("WORKER_PROGRESS_INTERVAL_MS", "0")
             .env("WORKER_ALLOW_PRIVATE_CALLBACKS", "true")
-            // Retries come quickly so a restarted API catches up in seconds.
-            .env(
-                "WORKER_RETRY_SCHEDULE",
-                "0,200ms,400ms,800ms,1s,1s,1s,1s,1s,1s,1s,1s",
-            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
