@@ -4,6 +4,7 @@
 
 mod browser;
 mod deploy;
+mod dev_script;
 mod full_stack;
 mod outage;
 mod stack;
