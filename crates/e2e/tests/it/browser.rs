@@ -240,6 +240,23 @@ async fn the_page_follows_a_job_live_and_catches_up_after_an_api_restart() {
         overflow.as_i64().unwrap() <= 0,
         "horizontal overflow of {overflow}px at 390px"
     );
+    // ...and a finished job's six clips make one sideways-scrolling row,
+    // not a column six clips tall.
+    let card = s
+        .script(
+            "const li = document.querySelector('li.job'); \
+             const clips = [...li.querySelectorAll('.clips .clip')].map(c => c.getBoundingClientRect().top); \
+             return { height: li.getBoundingClientRect().height, rows: new Set(clips).size, \
+                      strip: li.querySelector('.clips').scrollWidth > li.querySelector('.clips').clientWidth }",
+        )
+        .await
+        .unwrap();
+    assert_eq!(card["rows"], 1, "{card}");
+    assert_eq!(card["strip"], true, "{card}");
+    assert!(card["height"].as_f64().unwrap() < 600.0, "{card}");
+    s.script("document.querySelector('li.job').scrollIntoView()")
+        .await
+        .unwrap();
     s.screenshot(&artifact("phone.png")).await.unwrap();
 
     // A refusal speaks the form's words, not the API's field names.
