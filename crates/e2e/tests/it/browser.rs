@@ -143,6 +143,12 @@ async fn the_page_follows_a_job_live_and_catches_up_after_an_api_restart() {
         seen.windows(2).all(|w| w[0] <= w[1]),
         "the bar never went back: {seen:?}"
     );
+    // Rendering moves the bar clip by clip (50 % at the first of two clips,
+    // 70 % at the second, 95 % uploading), not in one jump.
+    assert!(
+        seen.iter().any(|p| *p > 50.0 && *p < 95.0),
+        "the bar showed a step per rendered clip: {seen:?}"
+    );
     let clip_text = s
         .script("return document.querySelector('.clips .clip').textContent")
         .await
