@@ -97,38 +97,26 @@ pub fn full_jitter<R: Rng + ?Sized>(base: Duration, rng: &mut R) -> Duration {
     Duration::from_nanos(rng.random_range(0..=nanos))
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h` or a bare number of seconds (`0`, `1.5`).
+/// Parses a duration as `humantime` writes them (`250ms`, `5s`, `2m`,
+/// `1h`, `1m30s`), or a bare number of seconds (`0`, `1.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: expected e.g. 250ms, 5s, 2m, 1h"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m or h")),
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("bad duration {s:?}: must be zero or more"));
+    if let Ok(seconds) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("bad duration {s:?}: must be zero or more"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("bad duration {s:?} ({e}): expected e.g. 250ms, 5s, 2m, 1h"))
 }
 
-/// Reads a `Retry-After` value: whole seconds, or an HTTP date (a date in
-/// the past means "now"). Anything else is ignored.
+/// Reads a `Retry-After` value: whole seconds, or an HTTP date in any of
+/// the three forms HTTP allows (a date in the past means "now"). Anything
+/// else is ignored.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let when = SystemTime::from(when.with_timezone(&chrono::Utc));
+    let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -160,6 +148,17 @@ mod tests {
         assert!("".parse::<RetrySchedule>().is_err());
         assert!("1x".parse::<RetrySchedule>().is_err());
         assert!("-1s".parse::<RetrySchedule>().is_err());
+        assert!("-1".parse::<RetrySchedule>().is_err());
+        let s: RetrySchedule = "1.5,2m,1h,1m30s".parse().unwrap();
+        assert_eq!(
+            s.delays(),
+            [
+                Duration::from_millis(1500),
+                Duration::from_secs(120),
+                Duration::from_secs(3600),
+                Duration::from_secs(90)
+            ]
+        );
     }
 
     #[test]
@@ -213,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_retry_after_in_both_forms() {
+    fn reads_retry_after_as_seconds_or_any_http_date() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21T07:28:00Z
         assert_eq!(
             parse_retry_after("120", now),
@@ -226,6 +225,15 @@ mod tests {
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
             Some(Duration::ZERO)
+        );
+        // The two obsolete forms HTTP still asks receivers of dates to read.
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct 21 07:28:30 2015", now),
+            Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
     }
