@@ -99,6 +99,7 @@ impl Reconciler {
     }
 
     /// Brings one job up to date with the worker.
+    #[tracing::instrument(name = "reconciliation", skip(self, job), fields(job_id = %job))]
     pub async fn reconcile(&self, job: Uuid, worker_job_id: &str) -> anyhow::Result<()> {
         let mut url = self.worker_url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {

@@ -92,6 +92,7 @@ impl Submitter {
         }
     }
 
+    #[tracing::instrument(name = "submission", skip_all, fields(job_id = %claimed.job_id, attempt = claimed.attempts))]
     async fn submit(&self, claimed: ClaimedSubmission) {
         let job = claimed.job_id;
         let attempt = self.attempt(&claimed).await;
