@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The error body both services answer with:
 /// `{"error": {"code": "...", "message": "...", "field": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The one member, so that success and error bodies never share keys.
     pub error: ErrorDetail,
@@ -12,6 +13,7 @@ pub struct ErrorBody {
 
 /// What went wrong, for machines (`code`) and people (`message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// A stable, snake_case identifier clients may branch on.
     pub code: String,
@@ -19,6 +21,7 @@ pub struct ErrorDetail {
     pub message: String,
     /// The JSON path of the offending field, when one field is to blame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub field: Option<String>,
 }
 

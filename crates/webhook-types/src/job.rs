@@ -10,6 +10,7 @@ use crate::{JobOutput, ParseError, PipelineStatus, ProgressPercent, Timestamp, V
 /// status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobState {
     /// Accepted, waiting for a free slot.
     Queued,
@@ -100,6 +101,7 @@ impl fmt::Display for JobState {
 /// The answer to a job submission: `202 {"job_id": "...", "status": "queued"}`.
 /// A repeated `external_job_id` answers with the existing job's id and state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobAccepted {
     /// The worker's id of the job.
     pub job_id: String,
@@ -119,14 +121,17 @@ impl Validate for JobAccepted {
 /// A job as `GET /ai-clipping/jobs/{job_id}` shows it: the polling fallback,
 /// and what the API's reconciler reads when webhooks have gone quiet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     /// The worker's id of the job.
     pub job_id: String,
     /// The submitter's id, when it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub external_job_id: Option<String>,
     /// The user the submitter acted for, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub owner_user_id: Option<String>,
     /// Where the job stands.
     pub status: JobState,
@@ -136,15 +141,19 @@ pub struct JobView {
     pub current_step: String,
     /// Clips rendered so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub clips_completed: Option<u32>,
     /// Clips the job will produce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub total_clips: Option<u32>,
     /// Why the job failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub error: Option<String>,
     /// The result, once completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output: Option<JobOutput>,
     /// When the worker accepted the job.
     pub created_at: Timestamp,

@@ -12,8 +12,11 @@
 
 mod error;
 mod job;
+pub mod original_plan;
 mod payload;
 mod request;
+#[cfg(feature = "openapi")]
+pub mod schema;
 mod time;
 
 pub use error::{ErrorBody, ErrorDetail, ParseError, ParseErrorKind};

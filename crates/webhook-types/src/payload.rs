@@ -10,6 +10,7 @@ use crate::{ParseError, Timestamp, Validate};
 /// Which moment of a job a webhook reports. Serialised as the original plan's names
 /// (`job.started`, …), which also travel in the `X-Webhook-Event` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Event {
     /// The job left the queue: always the first event of a job.
     #[serde(rename = "job.started")]
@@ -59,6 +60,7 @@ impl fmt::Display for Event {
 /// The pipeline stage a job is in, as the worker reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PipelineStatus {
     /// Fetching the source video.
     Downloading,
@@ -226,6 +228,7 @@ fn serialize_seconds<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
 
 /// One clip the pipeline produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClipArtifact {
     /// Position in the job's output, from 0; unique within a job.
     pub clip_index: u32,
@@ -240,17 +243,24 @@ pub struct ClipArtifact {
     /// How likely the clip is to do well.
     pub virality_score: ViralityScore,
     /// The framing chosen (`talking_head`, `screen_share`, …).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(examples("talking_head", "screen_share", "b_roll"))
+    )]
     pub layout_type: String,
     /// One line on what the clip is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub summary: Option<String>,
     /// Topic tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub tags: Option<Vec<String>>,
 }
 
 /// Everything a finished job produced, sent with `job.completed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobOutput {
     /// The worker's id of the job.
     pub job_id: String,
@@ -259,6 +269,7 @@ pub struct JobOutput {
     /// Its title.
     pub source_video_title: String,
     /// Its length.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     #[serde(
         serialize_with = "serialize_seconds",
         deserialize_with = "deserialize_seconds"
@@ -271,11 +282,14 @@ pub struct JobOutput {
     pub clips: Vec<ClipArtifact>,
     /// Where the transcript is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub transcript_url: Option<String>,
     /// Where the clip plan is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub plan_url: Option<String>,
     /// Wall time the pipeline took.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     #[serde(
         serialize_with = "serialize_seconds",
         deserialize_with = "deserialize_seconds"
@@ -318,6 +332,7 @@ fn validate_output(output: &JobOutput, at: &str) -> Result<(), ParseError> {
 ///
 /// Optional fields are omitted when absent, never written as `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookPayload {
     /// Which moment of the job this reports.
     pub event: Event,
@@ -327,9 +342,11 @@ pub struct WebhookPayload {
     pub job_id: String,
     /// The submitter's own id of the job, echoed back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub external_job_id: Option<String>,
     /// The user the submitter acted for, echoed back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub owner_user_id: Option<String>,
     /// The pipeline stage.
     pub status: PipelineStatus,
@@ -339,15 +356,19 @@ pub struct WebhookPayload {
     pub current_step: String,
     /// Clips rendered so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub clips_completed: Option<u32>,
     /// Clips the job will produce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub total_clips: Option<u32>,
     /// Why the job failed; present on `job.failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub error: Option<String>,
     /// The result; present on `job.completed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub output: Option<JobOutput>,
     /// Per job, 1 for `job.started` and strictly increasing in the order the
     /// worker emitted events, so a receiver can tell a late retry from news.
@@ -355,6 +376,7 @@ pub struct WebhookPayload {
     /// Optional on input only so that senders which predate it (the original plan's
     /// examples) still parse; this project's worker always sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, minimum = 1))]
     pub sequence: Option<u64>,
 }
 

@@ -6,43 +6,61 @@ use crate::{ParseError, Validate};
 
 /// What to clip and how, with the original plan's defaults for everything optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClippingJobRequest {
     /// The source video. Its scheme is checked by the worker, which knows
     /// what its engine can fetch.
     pub video_url: String,
     /// A job id chosen by the submitter; the worker makes one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub job_id: Option<String>,
     /// The submitter's own id; submitting the same one again returns the
     /// existing job instead of starting a second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub external_job_id: Option<String>,
     /// The user the submitter acts for; echoed in every webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub owner_user_id: Option<String>,
     /// How many clips to make, 1 to 20.
     #[serde(default = "default_max_clips")]
+    #[cfg_attr(feature = "openapi", schema(default = 5, minimum = 1, maximum = 20))]
     pub max_clips: u32,
     /// Shortest clip, in seconds (5 to 600).
     #[serde(default = "default_min_clip")]
+    #[cfg_attr(feature = "openapi", schema(default = 15, minimum = 5, maximum = 600))]
     pub min_clip_duration_seconds: u32,
     /// Longest clip, in seconds (5 to 600, at least the minimum).
     #[serde(default = "default_max_clip")]
+    #[cfg_attr(feature = "openapi", schema(default = 90, minimum = 5, maximum = 600))]
     pub max_clip_duration_seconds: u32,
     /// Preferred duration buckets, such as `"15-30"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub duration_ranges: Option<Vec<String>>,
     /// Where the clips will be posted.
     #[serde(default = "default_platform")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            default = "tiktok",
+            examples("tiktok", "instagram_reels", "youtube_shorts", "youtube")
+        )
+    )]
     pub target_platform: String,
     /// Whether to burn in captions.
     #[serde(default = "default_true")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub include_captions: bool,
     /// Caption styling, passed through to the engine untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub caption_style: Option<serde_json::Value>,
     /// Where webhooks for this job go; none means no webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub callback_url: Option<String>,
 }
 

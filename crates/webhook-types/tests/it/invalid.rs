@@ -4,11 +4,11 @@ use serde_json::{Value, json};
 use webhook_types::{ParseErrorKind, WebhookPayload, parse_json};
 
 fn completed() -> Value {
-    serde_json::from_str(include_str!("original_plan/completed.json")).unwrap()
+    serde_json::from_str(include_str!("../../original_plan/completed.json")).unwrap()
 }
 
 fn progress() -> Value {
-    serde_json::from_str(include_str!("original_plan/progress_rendering.json")).unwrap()
+    serde_json::from_str(include_str!("../../original_plan/progress_rendering.json")).unwrap()
 }
 
 /// Parses `v` and returns the field the refusal names.
@@ -142,7 +142,8 @@ fn terminal_events_carry_their_payload() {
     let mut v = completed();
     v["progress_percent"] = json!(99);
     assert_eq!(refused_field(&v), "progress_percent");
-    let mut v: Value = serde_json::from_str(include_str!("original_plan/failed.json")).unwrap();
+    let mut v: Value =
+        serde_json::from_str(include_str!("../../original_plan/failed.json")).unwrap();
     v.as_object_mut().unwrap().remove("error");
     assert_eq!(refused_field(&v), "error");
 }
@@ -162,7 +163,7 @@ fn inconsistent_counts_are_refused() {
 
 #[test]
 fn malformed_json_is_a_syntax_error() {
-    let trailing = format!("{} x", include_str!("original_plan/started.json"));
+    let trailing = format!("{} x", include_str!("../../original_plan/started.json"));
     for bad in [
         &b"{"[..],
         b"not json",
