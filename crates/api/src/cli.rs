@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use url::Url;
 
 use crate::config::{Cli, Command, DbArgs, UsersCommand, WatchArgs};
+use crate::messages::ServerMessage;
 use crate::startup::{Application, MIGRATOR, connect};
 use crate::store;
 
@@ -155,24 +156,24 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 }
                 continue;
             };
-            let Ok(event) = serde_json::from_str::<Value>(&text) else {
+            // A message of a kind this version does not know is skipped.
+            let Ok(event) = serde_json::from_str::<ServerMessage>(&text) else {
                 continue;
             };
-            since = event["eventId"].as_i64().or(since);
-            match event["type"].as_str() {
-                Some("clipping.started" | "clipping.progress") => {
-                    bar.set_position(event["progressPercent"].as_f64().unwrap_or(0.0) as u64);
-                    if let Some(step) = event["currentStep"].as_str() {
-                        bar.set_message(step.to_owned());
-                    }
-                }
+            since = Some(event.event_id());
+            let (progress, step) = match &event {
+                ServerMessage::Started(m) => (m.progress_percent, &m.current_step),
+                ServerMessage::Progress(m) => (m.progress_percent, &m.current_step),
                 // The job as stored has everything a summary needs, clips
                 // included (a big completion's frame omits them).
-                Some("clipping.completed" | "clipping.failed") => {
+                ServerMessage::Completed(_) | ServerMessage::Failed(_) => {
                     let job = read_job(&http_base, args.job_id, &bearer).await?;
                     return Ok(summarize(&bar, &job["job"]));
                 }
-                _ => {}
+            };
+            bar.set_position(progress.get() as u64);
+            if let Some(step) = step {
+                bar.set_message(step.clone());
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -28,7 +28,17 @@ use crate::store::{self, Clip, JobRow, JobUpdate};
 
 /// The API's own job states, stored as text (the table's CHECK lists the
 /// same names) and shown under the same names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum JobStatus {
@@ -485,38 +495,63 @@ pub fn notification(kind: Notify, job: &JobRow, clips: Vec<Clip>) -> serde_json:
 }
 
 fn notification_unbounded(kind: Notify, job: &JobRow, clips: Vec<Clip>) -> serde_json::Value {
-    let at = Timestamp(Utc::now());
-    let progress = ProgressPercent::new(job.progress_percent).unwrap_or(ProgressPercent::ZERO);
+    use crate::messages::{
+        ClippingCompleted, ClippingFailed, ClippingProgress, ClippingStarted, ServerMessage,
+    };
+    let (event_id, job_id, at) = (0, job.id, Timestamp(Utc::now()));
+    let progress_percent =
+        ProgressPercent::new(job.progress_percent).unwrap_or(ProgressPercent::ZERO);
     // `status` in started/progress messages is the worker's pipeline status
     // (downloading, rendering, …): that is what the progress bar labels.
-    let status = job.pipeline_status.as_deref();
-    match kind {
-        Notify::Started => json!({
-            "type": "clipping.started", "eventId": 0, "jobId": job.id, "at": at,
-            "status": status, "progressPercent": progress, "currentStep": job.current_step,
-            "message": "Your video is being processed",
+    let status = job
+        .pipeline_status
+        .as_deref()
+        .and_then(PipelineStatus::parse);
+    let current_step = job.current_step.clone();
+    let message = match kind {
+        Notify::Started => ServerMessage::Started(ClippingStarted {
+            event_id,
+            job_id,
+            at,
+            status,
+            progress_percent,
+            current_step,
+            message: "Your video is being processed".into(),
         }),
-        Notify::Progress => json!({
-            "type": "clipping.progress", "eventId": 0, "jobId": job.id, "at": at,
-            "status": status, "progressPercent": progress, "currentStep": job.current_step,
-            "clipsCompleted": job.clips_completed, "totalClips": job.total_clips,
+        Notify::Progress => ServerMessage::Progress(ClippingProgress {
+            event_id,
+            job_id,
+            at,
+            status,
+            progress_percent,
+            current_step,
+            clips_completed: job.clips_completed,
+            total_clips: job.total_clips,
         }),
         Notify::Completed => {
             // The count of clips the user actually gets, not the worker's
             // planned total (the original plan's own example lists fewer clips).
-            let count = clips.len();
-            json!({
-                "type": "clipping.completed", "eventId": 0, "jobId": job.id, "at": at,
-                "clipCount": count, "clips": clips,
-                "message": format!("Your {count} clips are ready!"),
+            let clip_count = clips.len();
+            ServerMessage::Completed(ClippingCompleted {
+                event_id,
+                job_id,
+                at,
+                clip_count,
+                clips: Some(clips),
+                clips_omitted: None,
+                message: format!("Your {clip_count} clips are ready!"),
             })
         }
-        Notify::Failed => json!({
-            "type": "clipping.failed", "eventId": 0, "jobId": job.id, "at": at,
-            "error": job.error, "progressPercent": progress,
-            "message": "Video processing failed. Please try again.",
+        Notify::Failed => ServerMessage::Failed(ClippingFailed {
+            event_id,
+            job_id,
+            at,
+            error: job.error.clone(),
+            progress_percent,
+            message: "Video processing failed. Please try again.".into(),
         }),
-    }
+    };
+    serde_json::to_value(message).expect("a message serialises")
 }
 
 /// Looks a job up as the receiver does: by `external_job_id` when it is one

@@ -8,8 +8,9 @@
 //! tickets), [`auth`] (the `AuthUser` extractor), [`receiver`] (webhooks)
 //! and [`group_commit`] (batching them), [`jobs`] (the state machine),
 //! [`store`] (all SQL), [`submitter`] and [`reconciler`] (talking to the
-//! worker), [`hub`] and [`ws`] (live push), [`rest`] and [`web`] (the
-//! browser's API and page), [`cli`] (the sub-commands).
+//! worker), [`hub`] and [`ws`] (live push) with [`messages`] (what a socket
+//! receives), [`rest`] and [`web`] (the browser's API and page), [`cli`]
+//! (the sub-commands).
 
 pub mod auth;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod group_commit;
 pub mod http;
 pub mod hub;
 pub mod jobs;
+pub mod messages;
 pub mod receiver;
 pub mod reconciler;
 pub mod rest;

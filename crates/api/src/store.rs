@@ -76,7 +76,9 @@ pub struct JobRow {
 }
 
 /// A clip, as stored and as shown (camelCase, the contract's fields).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Clip {
     /// Position in the job's output.
@@ -94,13 +96,14 @@ pub struct Clip {
     /// Framing.
     pub layout_type: String,
     /// One line on the clip.
+    #[schema(required = true)]
     pub summary: Option<String>,
     /// Topic tags.
     pub tags: Vec<String>,
 }
 
 /// A job as the REST API and the browser see it (camelCase).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobJson {
     /// The job's id.
@@ -108,37 +111,47 @@ pub struct JobJson {
     /// pending, submitted, processing, completed or failed.
     pub status: JobStatus,
     /// The worker's id.
+    #[schema(required = true)]
     pub worker_job_id: Option<String>,
     /// The source video.
     pub video_url: String,
     /// 0 to 100.
     pub progress_percent: ProgressPercent,
     /// The worker's description of the step.
+    #[schema(required = true)]
     pub current_step: Option<String>,
     /// The worker's pipeline status.
+    #[schema(required = true)]
     pub pipeline_status: Option<String>,
     /// Clips rendered so far.
     pub clips_completed: i32,
     /// Clips the job will produce.
     pub total_clips: i32,
     /// Why the job failed.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// From the output.
+    #[schema(required = true)]
     pub source_video_title: Option<String>,
     /// From the output.
+    #[schema(required = true)]
     pub source_video_duration_seconds: Option<f64>,
     /// From the output.
+    #[schema(required = true)]
     pub processing_time_seconds: Option<f64>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
     /// Completion time.
+    #[schema(required = true)]
     pub completed_at: Option<Timestamp>,
     /// Failure time.
+    #[schema(required = true)]
     pub failed_at: Option<Timestamp>,
     /// The clips, on `GET /api/clipping-jobs/{id}` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub clips: Option<Vec<Clip>>,
 }
 

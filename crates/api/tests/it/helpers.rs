@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::config::{Config, DatabaseUrl, Tuning};
+use api::messages::ServerMessage;
 use api::{AppState, Application};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -296,8 +297,17 @@ where
 }
 
 /// The next text frame as JSON, within `secs` seconds; pongs and pings are
-/// skipped. Panics on close or timeout.
+/// skipped. Panics on close or timeout, and on a frame that is not exactly a
+/// [`ServerMessage`] (read into it and written back, it must be the same
+/// JSON), so that every frame any test reads is checked against the
+/// documented messages.
 pub async fn next_event(ws: &mut Ws, secs: u64) -> Value {
+    let (_, value) = next_message(ws, secs).await;
+    value
+}
+
+/// As [`next_event`], the message typed as well.
+pub async fn next_message(ws: &mut Ws, secs: u64) -> (ServerMessage, Value) {
     let deadline = Duration::from_secs(secs);
     loop {
         let frame = tokio::time::timeout(deadline, ws.next())
@@ -306,7 +316,13 @@ pub async fn next_event(ws: &mut Ws, secs: u64) -> Value {
             .expect("WebSocket ended")
             .expect("WebSocket error");
         match frame {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Text(t) => {
+                let value: Value = serde_json::from_str(&t).unwrap();
+                let message: ServerMessage = serde_json::from_str(&t)
+                    .unwrap_or_else(|e| panic!("not a ServerMessage ({e}): {t}"));
+                assert_eq!(serde_json::to_value(&message).unwrap(), value);
+                return (message, value);
+            }
             Message::Close(c) => panic!("closed: {c:?}"),
             _ => {}
         }
