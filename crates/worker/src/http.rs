@@ -11,15 +11,16 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 use url::Url;
-use webhook_types::{ClippingJobRequest, JobAccepted, Validate, parse_json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use webhook_types::{ClippingJobRequest, ErrorBody, JobAccepted, JobView, Validate, parse_json};
 
 use crate::config::ApiToken;
 use crate::error::ApiError;
@@ -54,20 +55,33 @@ pub struct AppState {
     pub media: MediaStore,
 }
 
-/// The routes of contract §1 (`/media/…` only with local storage).
+/// Every route of contract §1 but `/media/…`, each registered together
+/// with its OpenAPI description (`routes!` reads the method and path from
+/// the handler's `#[utoipa::path]`), so that a route cannot exist without
+/// its description. Routes are added here and nowhere else; the tests walk
+/// the document against the running service.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(submit_job))
+        .routes(routes!(get_job))
+        .routes(routes!(job_webhooks))
+        .routes(routes!(redeliver))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(render_metrics))
+        .routes(routes!(crate::openapi::openapi_json))
+        .routes(routes!(crate::openapi::docs_redirect))
+        .routes(routes!(crate::openapi::docs_page))
+        .routes(routes!(crate::openapi::docs_asset))
+}
+
+/// The service: [`routes`], plus `/media/…` with local storage (described
+/// in the document by [`crate::openapi`], since it exists only with that
+/// storage), the error-shaped fallbacks and the request trace.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let (routes, _document) = routes().split_for_parts();
+    routes
         .merge(media_router(&state.media))
-        .route("/ai-clipping/jobs", post(submit_job))
-        .route("/ai-clipping/jobs/{job_id}", get(get_job))
-        .route("/ai-clipping/jobs/{job_id}/webhooks", get(job_webhooks))
-        .route(
-            "/ai-clipping/webhooks/{delivery_id}/redeliver",
-            post(redeliver),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
         .fallback(|| async { ApiError::NoRoute(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { ApiError::NoRoute(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(request_trace())
@@ -182,6 +196,31 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// Submits a clipping job.
+///
+/// The job is queued and processed in the order received; its progress goes
+/// to `callback_url` as signed webhooks (see this document's `webhooks`).
+/// Submitting an `external_job_id` again returns the existing job instead of
+/// starting a second. `callback_url` must pass the callback policy: a
+/// private, loopback or link-local address is refused unless allowed.
+#[utoipa::path(
+    post,
+    path = "/ai-clipping/jobs",
+    tag = "jobs",
+    operation_id = "submit_job",
+    request_body = ClippingJobRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted (or already known under this `external_job_id`).",
+            body = JobAccepted,
+            headers(("Location" = String, description = "The job's URL, `/ai-clipping/jobs/{job_id}`."))),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (only when the worker runs with `--api-token`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB.", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or out of range, or `callback_url` breaks the callback policy (code `callback_not_allowed`); `field` names it.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry later.", body = ErrorBody),
+    ),
+)]
 async fn submit_job(
     _auth: Authorized,
     State(state): State<AppState>,
@@ -235,6 +274,19 @@ async fn submit_job(
     Ok(response)
 }
 
+/// A job's state: the polling fallback to webhooks.
+#[utoipa::path(
+    get,
+    path = "/ai-clipping/jobs/{job_id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    params(("job_id" = String, Path, description = "The worker's id of the job.")),
+    responses(
+        (status = 200, description = "The job.", body = JobView),
+        (status = 404, description = "No such job.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry later.", body = ErrorBody),
+    ),
+)]
 async fn get_job(
     State(state): State<AppState>,
     IdPath(job_id): IdPath,
@@ -248,7 +300,7 @@ async fn get_job(
 }
 
 /// A delivery with its attempts, as the ledger endpoints show it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     /// The delivery's id, also its `webhook-id`.
     pub delivery_id: String,
@@ -266,9 +318,11 @@ pub struct DeliveryView {
     pub attempt_count: u32,
     /// When the next attempt is due, while pending.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_attempt_at: Option<webhook_types::Timestamp>,
     /// The last attempt's error.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub last_error: Option<String>,
     /// When the event was emitted.
     pub created_at: webhook_types::Timestamp,
@@ -300,6 +354,49 @@ impl DeliveryView {
     }
 }
 
+/// A job's deliveries, as `GET /ai-clipping/jobs/{job_id}/webhooks` shows
+/// them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobDeliveries {
+    /// The job.
+    pub job_id: String,
+    /// Its deliveries, in `sequence` order, each with its attempts.
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// The answer to a redelivery request.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RedeliveryQueued {
+    /// The delivery, queued again.
+    pub delivery_id: String,
+    /// Always `pending`: it waits for its turn in its job's lane.
+    pub status: crate::store::DeliveryStatus,
+}
+
+/// The answer of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    #[schema(examples("ok", "ready"))]
+    pub status: String,
+}
+
+/// The delivery ledger of one job: every webhook of the job, its state and
+/// each attempt (time, answer's status code or error, duration).
+#[utoipa::path(
+    get,
+    path = "/ai-clipping/jobs/{job_id}/webhooks",
+    tag = "deliveries",
+    operation_id = "job_webhooks",
+    params(("job_id" = String, Path, description = "The worker's id of the job.")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The job's deliveries.", body = JobDeliveries),
+        (status = 401, description = "Missing or wrong bearer token (only with `--api-token`).", body = ErrorBody),
+        (status = 404, description = "No such job.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry later.", body = ErrorBody),
+    ),
+)]
 async fn job_webhooks(
     _auth: Authorized,
     State(state): State<AppState>,
@@ -322,9 +419,26 @@ async fn job_webhooks(
         let attempts = state.store.attempts(&row.delivery_id).await?;
         deliveries.push(DeliveryView::new(row, attempts));
     }
-    Ok(Json(serde_json::json!({ "job_id": job_id, "deliveries": deliveries })).into_response())
+    Ok(Json(JobDeliveries { job_id, deliveries }).into_response())
 }
 
+/// Queues a delivery again, whatever its state (delivered, failed or
+/// superseded included), with a fresh retry schedule and the same
+/// `webhook-id`, so a receiver that already has it sees a duplicate.
+#[utoipa::path(
+    post,
+    path = "/ai-clipping/webhooks/{delivery_id}/redeliver",
+    tag = "deliveries",
+    operation_id = "redeliver",
+    params(("delivery_id" = String, Path, description = "The delivery's id, which is also its `webhook-id` (`msg_…`).")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Queued.", body = RedeliveryQueued),
+        (status = 401, description = "Missing or wrong bearer token (only with `--api-token`).", body = ErrorBody),
+        (status = 404, description = "No such delivery.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry later.", body = ErrorBody),
+    ),
+)]
 async fn redeliver(
     _auth: Authorized,
     State(state): State<AppState>,
@@ -339,20 +453,54 @@ async fn redeliver(
     state.outbox.enqueue(QueuedDelivery::from_row(row, true));
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "delivery_id": delivery_id, "status": "pending" })),
+        Json(RedeliveryQueued {
+            delivery_id,
+            status: crate::store::DeliveryStatus::Pending,
+        }),
     )
         .into_response())
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "Alive.", body = Health, example = json!({"status": "ok"}))),
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Readiness: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = Health, example = json!({"status": "ready"})),
+        (status = 503, description = "The store is unavailable.", body = ErrorBody),
+    ),
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await.map_err(ApiError::Unavailable)?;
-    Ok(Json(serde_json::json!({ "status": "ready" })))
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
 }
 
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses((status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String)),
+)]
 async fn render_metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -407,7 +555,10 @@ mod tests {
         // this subscriber.
         let _guard = tracing::subscriber::set_default(subscriber);
         let app: Router = Router::new()
-            .route("/ai-clipping/jobs/{job_id}", get(|| async { "ok" }))
+            .route(
+                "/ai-clipping/jobs/{job_id}",
+                axum::routing::get(|| async { "ok" }),
+            )
             .layer(request_trace());
         let request = Request::builder()
             .uri("/ai-clipping/jobs/job_1?access_token=s3cr3t-in-query")

@@ -27,7 +27,8 @@
 //!   configuration may change), until the schedule runs out.
 //!
 //! Map of the crate, following one job:
-//! - [`http`]: the routes; [`error`]: their error shape.
+//! - [`http`]: the routes; [`error`]: their error shape; [`openapi`]: the
+//!   OpenAPI document generated from them, and the `/docs` page.
 //! - [`store`]: every query (jobs, outbox, attempts).
 //! - [`jobs`]: the queue, the runner and start-up recovery. **A job a crash
 //!   interrupted mid-pipeline is failed at the next start, not re-run**; see
@@ -52,6 +53,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod openapi;
 pub mod pipeline;
 pub mod policy;
 pub mod reporter;

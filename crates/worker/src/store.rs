@@ -166,7 +166,9 @@ pub struct NewDelivery {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Not yet delivered; attempts continue.
@@ -240,15 +242,17 @@ pub struct DeliveryRow {
 }
 
 /// One HTTP attempt, as recorded.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
     /// When it started.
     pub attempted_at: webhook_types::Timestamp,
     /// The answer's status code, when there was an answer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub status_code: Option<u16>,
     /// What went wrong, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<String>,
     /// How long it took.
     pub duration_ms: u64,

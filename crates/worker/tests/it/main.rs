@@ -6,5 +6,6 @@ mod engine;
 mod events;
 mod helpers;
 mod intake;
+mod openapi;
 mod process;
 mod storage;
