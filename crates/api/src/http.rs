@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use signing::Verifier;
 use sqlx::PgPool;
@@ -12,10 +11,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 use url::Url;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::{error, group_commit, receiver, rest, web, ws};
+use crate::{error, group_commit, openapi, receiver, rest, web, ws};
 
 /// What every handler can reach. Cheap to clone: everything is shared.
 #[derive(Clone)]
@@ -52,21 +53,33 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The routes of the service.
+/// Every route of the service, each registered together with its OpenAPI
+/// description (`routes!` reads the method and path from the handler's
+/// `#[utoipa::path]`), so that a route cannot exist without its
+/// description. Routes are added here and nowhere else; the tests walk the
+/// document against the running service.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(web::index))
+        .routes(routes!(rest::healthz))
+        .routes(routes!(rest::readyz))
+        .routes(routes!(rest::metrics))
+        .routes(routes!(receiver::receive))
+        .routes(routes!(rest::create_job, rest::list_jobs))
+        .routes(routes!(rest::get_job))
+        .routes(routes!(rest::ws_ticket))
+        .routes(routes!(ws::handler))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs_redirect))
+        .routes(routes!(openapi::docs_page))
+        .routes(routes!(openapi::docs_asset))
+}
+
+/// The service: [`routes`], the error-shaped fallback and the request
+/// trace.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(web::index))
-        .route("/healthz", get(rest::healthz))
-        .route("/readyz", get(rest::readyz))
-        .route("/metrics", get(rest::metrics))
-        .route("/webhooks/clipping", post(receiver::receive))
-        .route(
-            "/api/clipping-jobs",
-            post(rest::create_job).get(rest::list_jobs),
-        )
-        .route("/api/clipping-jobs/{id}", get(rest::get_job))
-        .route("/api/ws-ticket", post(rest::ws_ticket))
-        .route("/ws", get(ws::handler))
+    let (routes, _document) = routes().split_for_parts();
+    routes
         .fallback(|| async { error::Error::NotFound("route") })
         // Spans carry the path only: query strings hold WebSocket tickets.
         .layer(

@@ -9,8 +9,9 @@
 //! and [`group_commit`] (batching them), [`jobs`] (the state machine),
 //! [`store`] (all SQL), [`submitter`] and [`reconciler`] (talking to the
 //! worker), [`hub`] and [`ws`] (live push) with [`messages`] (what a socket
-//! receives), [`rest`] and [`web`] (the browser's API and page), [`cli`]
-//! (the sub-commands).
+//! receives), [`rest`] and [`web`] (the browser's API and page),
+//! [`openapi`] (the OpenAPI document and `/docs`), [`cli`] (the
+//! sub-commands).
 
 pub mod auth;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod hub;
 pub mod jobs;
 pub mod messages;
+pub mod openapi;
 pub mod receiver;
 pub mod reconciler;
 pub mod rest;

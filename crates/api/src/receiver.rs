@@ -74,6 +74,17 @@ impl Outcome {
 }
 
 /// The handler.
+#[utoipa::path(
+    post,
+    path = "/webhooks/clipping",
+    tag = "webhooks",
+    operation_id = "receive_webhook",
+    summary = "Receives the worker's webhooks",
+    description = crate::openapi::RECEIVER_DESCRIPTION,
+    params(crate::openapi::WebhookHeaders),
+    request_body = webhook_types::WebhookPayload,
+    responses(crate::openapi::ReceiverAnswers),
+)]
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -105,6 +105,17 @@ pub enum End {
 }
 
 /// The handler: checks, then upgrades.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "live",
+    operation_id = "ws",
+    summary = "The caller's live feed of job events (WebSocket)",
+    description = crate::openapi::WS_DESCRIPTION,
+    params(crate::openapi::WsQuery),
+    security((), ("bearer" = [])),
+    responses(crate::openapi::WsAnswers),
+)]
 pub async fn handler(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,

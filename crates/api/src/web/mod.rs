@@ -9,6 +9,15 @@ use axum::response::Html;
 const INDEX: &str = include_str!("index.html");
 
 /// `GET /`.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "page",
+    operation_id = "page",
+    summary = "The web page",
+    description = "Sign in with an API token, submit jobs and watch them progress live.",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
 pub async fn index() -> Html<&'static str> {
     Html(INDEX)
 }

@@ -2,6 +2,7 @@
 //! fresh PostgreSQL database per test (`#[sqlx::test]`, DATABASE_URL).
 
 mod helpers;
+mod openapi;
 mod outage;
 mod process;
 mod receiver;
