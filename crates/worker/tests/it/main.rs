@@ -8,4 +8,5 @@ mod helpers;
 mod intake;
 mod openapi;
 mod process;
+mod receiver_example;
 mod storage;
