@@ -7,15 +7,10 @@
 //! delivery goes to one of a few *lanes* (by a hash of the key its job is
 //! looked up by, so one job always meets one lane and its deliveries keep
 //! their arrival order). A lane's task takes whatever has queued while its
-//! previous batch ran (no timer: an idle receiver adds no latency) and runs
-//! it in one transaction:
-//!
-//! 1. each delivery as [`receiver::process_deferred`] would alone (lock the
-//!    job, record the webhook-id, update the job, write clips), in order;
-//! 2. the batch's notifications, appended last and sorted by user, so that
-//!    concurrent lanes take the per-user counter locks in one global order
-//!    and cannot deadlock on them;
-//! 3. one commit, after which every delivery of the batch is answered.
+//! previous batch ran (no timer: an idle receiver adds no latency) and
+//! applies it as one unit of work ([`crate::batch`]: read once, decide in
+//! memory, write once), then commits once and answers every delivery of the
+//! batch.
 //!
 //! If the batch fails for any reason (a deadlock with another instance, a
 //! bug tripped by one delivery) it is rolled back and each delivery is
@@ -43,10 +38,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use webhook_types::WebhookPayload;
 
+use crate::batch;
 use crate::error::Error;
 use crate::jobs::WriteCtx;
 use crate::receiver::{self, Outcome};
-use crate::store;
 
 /// Deliveries waiting per lane before senders wait in turn.
 const LANE_QUEUE: usize = 1024;
@@ -217,7 +212,7 @@ async fn process_alone(
     Ok(outcome)
 }
 
-struct Delivery {
+struct Queued {
     webhook_id: Option<String>,
     payload: WebhookPayload,
     reply: oneshot::Sender<Result<Outcome, Error>>,
@@ -230,18 +225,23 @@ pub struct Committer {
     pool: PgPool,
     cdn_domain: Option<String>,
     /// Empty when group commit is off.
-    lanes: Vec<mpsc::Sender<Delivery>>,
+    lanes: Vec<mpsc::Sender<Queued>>,
     /// Shared with every lane and with `/readyz`.
     health: DbHealth,
     /// The largest batch any lane has taken so far, shared with the lanes.
     /// Read by [`Committer::largest_batch`]: a test (or an operator) can see
     /// that batching happened, which the answers alone never show.
     largest_batch: Arc<AtomicUsize>,
+    /// Batches that failed and were applied one delivery at a time, shared
+    /// with the lanes. Read by [`Committer::failed_batches`]: with
+    /// concurrent batches on one database, a deadlock would show here (the
+    /// answers alone never show it, the fallback hides it).
+    failed_batches: Arc<AtomicUsize>,
 }
 
-impl std::fmt::Debug for Delivery {
+impl std::fmt::Debug for Queued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
+        f.debug_struct("Queued")
             .field("webhook_id", &self.webhook_id)
             .finish_non_exhaustive()
     }
@@ -263,6 +263,7 @@ impl Committer {
         let lanes = if max_batch <= 1 { 0 } else { lanes };
         let health = DbHealth::default();
         let largest_batch = Arc::new(AtomicUsize::new(0));
+        let failed_batches = Arc::new(AtomicUsize::new(0));
         let senders = (0..lanes)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_QUEUE);
@@ -273,6 +274,7 @@ impl Committer {
                     max_batch,
                     stop: tasks.token(),
                     largest_batch: largest_batch.clone(),
+                    failed_batches: failed_batches.clone(),
                 };
                 tasks.spawn("commit lane", lane.run(rx));
                 tx
@@ -284,6 +286,7 @@ impl Committer {
             lanes: senders,
             health,
             largest_batch,
+            failed_batches,
         }
     }
 
@@ -304,6 +307,12 @@ impl Committer {
     /// (0 before the first, and always 0 with group commit off).
     pub fn largest_batch(&self) -> usize {
         self.largest_batch.load(Ordering::Relaxed)
+    }
+
+    /// How many batches have failed so far (other than for an unreachable
+    /// database) and were applied one delivery at a time instead.
+    pub fn failed_batches(&self) -> usize {
+        self.failed_batches.load(Ordering::Relaxed)
     }
 
     /// Applies one delivery, alone or batched with others; returns once its
@@ -333,7 +342,7 @@ impl Committer {
         }
         let lane = &self.lanes[lane_of(&payload, self.lanes.len())];
         let (reply, answer) = oneshot::channel();
-        lane.send(Delivery {
+        lane.send(Queued {
             webhook_id,
             payload,
             reply,
@@ -370,10 +379,11 @@ struct Lane {
     /// deliveries, answers those already queued, and returns.
     stop: CancellationToken,
     largest_batch: Arc<AtomicUsize>,
+    failed_batches: Arc<AtomicUsize>,
 }
 
 impl Lane {
-    async fn run(self, mut rx: mpsc::Receiver<Delivery>) {
+    async fn run(self, mut rx: mpsc::Receiver<Queued>) {
         let ctx = WriteCtx {
             cdn_domain: self.cdn_domain.as_deref(),
         };
@@ -408,27 +418,28 @@ impl Lane {
                 }
                 continue;
             }
-            if batch.len() > 1 {
-                let r = run_batch(&self.pool, &self.health, &batch, ctx).await;
-                self.health.observe(&r);
-                match r {
-                    Ok(outcomes) => {
-                        for (d, outcome) in batch.drain(..).zip(outcomes) {
-                            let _ = d.reply.send(Ok(outcome));
-                        }
-                        continue;
+            let r = run_batch(&self.pool, &self.health, &batch, ctx).await;
+            self.health.observe(&r);
+            match r {
+                Ok(outcomes) => {
+                    for (d, outcome) in batch.drain(..).zip(outcomes) {
+                        let _ = d.reply.send(Ok(outcome));
                     }
-                    // Unreachable: each delivery alone would meet the same,
-                    // one timeout after another. The sender retries.
-                    Err(Error::Unavailable(_) | Error::DatabaseDown) => {
-                        for d in batch.drain(..) {
-                            let _ = d.reply.send(Err(Error::DatabaseDown));
-                        }
-                        continue;
+                    continue;
+                }
+                // Unreachable: each delivery alone would meet the same,
+                // one timeout after another. The sender retries.
+                Err(Error::Unavailable(_) | Error::DatabaseDown) => {
+                    for d in batch.drain(..) {
+                        let _ = d.reply.send(Err(Error::DatabaseDown));
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, size = batch.len(), "webhook batch failed; applying one by one");
-                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.failed_batches.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("api_webhook_batches_failed_total").increment(1);
+                    let cause = std::error::Error::source(&e).map(ToString::to_string);
+                    tracing::warn!(error = %e, cause = cause.as_deref(), size = batch.len(), "webhook batch failed; applying one by one");
                 }
             }
             for d in batch.drain(..) {
@@ -452,26 +463,22 @@ impl Lane {
     }
 }
 
+/// One batch in one transaction, as [`batch::apply`] decides it.
 async fn run_batch(
     pool: &PgPool,
     health: &DbHealth,
-    batch: &[Delivery],
+    queued: &[Queued],
     ctx: WriteCtx<'_>,
 ) -> Result<Vec<Outcome>, Error> {
+    let deliveries: Vec<batch::Delivery<'_>> = queued
+        .iter()
+        .map(|q| batch::Delivery {
+            webhook_id: q.webhook_id.as_deref(),
+            payload: &q.payload,
+        })
+        .collect();
     let mut tx = begin(pool, health).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut events = Vec::new();
-    for d in batch {
-        let (outcome, event) =
-            receiver::process_deferred(&mut tx, d.webhook_id.as_deref(), &d.payload, ctx).await?;
-        outcomes.push(outcome);
-        events.extend(event);
-    }
-    // Stable: one user's events keep the deliveries' order.
-    events.sort_by_key(|e| e.user);
-    for e in events {
-        store::append_event(&mut tx, e.user, e.job, &e.message).await?;
-    }
+    let outcomes = batch::apply(&mut tx, &deliveries, ctx).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

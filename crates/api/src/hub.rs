@@ -5,9 +5,9 @@
 //! Two loops run per instance:
 //!
 //! - the *listener* holds a `LISTEN api_events` connection and marks the
-//!   user named in each notification as dirty. When its connection drops it
-//!   reconnects (with backoff) and marks every user dirty, since
-//!   notifications sent meanwhile are lost for good;
+//!   users named in each notification (one, or a whole batch's) as dirty.
+//!   When its connection drops it reconnects (with backoff) and marks every
+//!   user dirty, since notifications sent meanwhile are lost for good;
 //! - the *fetcher* reads, for dirty users on wake-up and for every subscribed
 //!   user on each poll tick (the fallback), the events after the hub's
 //!   per-user cursor, and fans them out to that user's subscribers.
@@ -216,6 +216,16 @@ impl Hub {
         self.wake.notify_one();
     }
 
+    /// Asks the fetcher to read these users' new events.
+    pub fn mark_many_dirty(&self, users: impl IntoIterator<Item = Uuid>) {
+        self.dirty
+            .lock()
+            .expect("hub lock poisoned")
+            .users
+            .extend(users);
+        self.wake.notify_one();
+    }
+
     /// Asks the fetcher to read every subscribed user's new events.
     pub fn mark_all_dirty(&self) {
         self.dirty.lock().expect("hub lock poisoned").all = true;
@@ -361,7 +371,7 @@ impl Hub {
                 };
                 match next {
                     Ok(Some(n)) => match parse_wakeup(n.payload()) {
-                        Some(user) => self.mark_dirty(user),
+                        Some(users) => self.mark_many_dirty(users),
                         None => self.mark_all_dirty(),
                     },
                     Ok(None) => {
@@ -378,8 +388,28 @@ impl Hub {
     }
 }
 
-/// `"{user}:{event_id}"` → user.
-fn parse_wakeup(payload: &str) -> Option<Uuid> {
-    let (user, _) = payload.split_once(':')?;
-    Uuid::parse_str(user).ok()
+/// `"{user}:{event_id}"`, comma separated (one per user of a batch) → the
+/// users; `None` for anything else (`*` included): read everyone.
+fn parse_wakeup(payload: &str) -> Option<Vec<Uuid>> {
+    payload
+        .split(',')
+        .map(|entry| {
+            let (user, _) = entry.split_once(':')?;
+            Uuid::parse_str(user).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakeups_name_one_user_or_a_batch_of_them() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(parse_wakeup(&format!("{a}:7")), Some(vec![a]));
+        assert_eq!(parse_wakeup(&format!("{a}:7,{b}:1")), Some(vec![a, b]));
+        assert_eq!(parse_wakeup("*"), None);
+        assert_eq!(parse_wakeup(&format!("{a}:7,junk")), None);
+    }
 }

@@ -347,9 +347,9 @@ pub async fn write(
 }
 
 /// The first half of [`write`]: the job row and clips, returning the
-/// notification for the caller to append before commit. Group commit uses it
-/// to append a whole batch's events last, in user order, so that concurrent
-/// batches take user-counter locks in one global order.
+/// notification for the caller to append before commit. (A batch of
+/// webhooks does the same work for many jobs at once: see
+/// [`crate::batch`].)
 pub async fn write_job(
     conn: &mut PgConnection,
     job: &JobRow,
@@ -384,26 +384,8 @@ pub async fn write_job(
 
     let mut clips = Vec::new();
     if plan.status == JobStatus::Completed {
-        if let Some(output) = output {
-            for artifact in &output.clips {
-                let clip = Clip {
-                    clip_index: clamp_i32(artifact.clip_index),
-                    url: pg_text(&cdn_url(&artifact.s3_url, ctx.cdn_domain)).into_owned(),
-                    duration_ms: i64::try_from(artifact.duration_ms).unwrap_or(i64::MAX),
-                    start_time_ms: i64::try_from(artifact.start_time_ms).unwrap_or(i64::MAX),
-                    end_time_ms: i64::try_from(artifact.end_time_ms).unwrap_or(i64::MAX),
-                    virality_score: artifact.virality_score.get(),
-                    layout_type: pg_text(&artifact.layout_type).into_owned(),
-                    summary: artifact.summary.as_deref().map(|s| pg_text(s).into_owned()),
-                    tags: artifact
-                        .tags
-                        .iter()
-                        .flatten()
-                        .map(|t| pg_text(t).into_owned())
-                        .collect(),
-                };
-                store::insert_clip(conn, job.id, job.user_id, &clip).await?;
-            }
+        for clip in clips_to_store(change, plan, ctx) {
+            store::insert_clip(conn, job.id, job.user_id, &clip).await?;
         }
         // Read back: what the browser is told is exactly what is stored.
         clips = store::clips_for_job(&mut *conn, job.id).await?;
@@ -414,6 +396,71 @@ pub async fn write_job(
         job: job.id,
         message: notification(kind, &updated, clips),
     }))
+}
+
+/// The clips a decided [`Plan`] writes: those of the output of a change
+/// that completes the job, as they are stored (CDN URLs, storable text).
+pub fn clips_to_store(change: &Change<'_>, plan: &Plan, ctx: WriteCtx<'_>) -> Vec<Clip> {
+    let output = match change.output {
+        Some(output) if plan.status == JobStatus::Completed => output,
+        _ => return Vec::new(),
+    };
+    output
+        .clips
+        .iter()
+        .map(|artifact| Clip {
+            clip_index: clamp_i32(artifact.clip_index),
+            url: pg_text(&cdn_url(&artifact.s3_url, ctx.cdn_domain)).into_owned(),
+            duration_ms: i64::try_from(artifact.duration_ms).unwrap_or(i64::MAX),
+            start_time_ms: i64::try_from(artifact.start_time_ms).unwrap_or(i64::MAX),
+            end_time_ms: i64::try_from(artifact.end_time_ms).unwrap_or(i64::MAX),
+            virality_score: artifact.virality_score.get(),
+            layout_type: pg_text(&artifact.layout_type).into_owned(),
+            summary: artifact.summary.as_deref().map(|s| pg_text(s).into_owned()),
+            tags: artifact
+                .tags
+                .iter()
+                .flatten()
+                .map(|t| pg_text(t).into_owned())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The job as [`store::update_job`] leaves it after a decided [`Plan`]: the
+/// same rules (the worker's id and the output's fields are kept once known,
+/// an error is kept unless a new one comes), computed without the database,
+/// so that a batch can chain several changes of one job in memory. The
+/// timestamps are left as they were; the store stamps them on writing.
+pub fn after_plan(job: &JobRow, change: &Change<'_>, plan: &Plan) -> JobRow {
+    let output = change.output;
+    let owned = |s: &str| pg_text(s).into_owned();
+    JobRow {
+        status: plan.status,
+        worker_job_id: job
+            .worker_job_id
+            .clone()
+            .or_else(|| change.worker_job_id.map(owned)),
+        progress_percent: plan.progress,
+        current_step: Some(owned(change.current_step)),
+        pipeline_status: plan
+            .pipeline_status
+            .map(|p| PipelineStatus::as_str(p).to_owned()),
+        clips_completed: plan.clips_completed,
+        total_clips: plan.total_clips,
+        error: change.error.map(owned).or_else(|| job.error.clone()),
+        source_video_title: output
+            .map(|o| owned(&o.source_video_title))
+            .or_else(|| job.source_video_title.clone()),
+        source_video_duration_seconds: output
+            .map(|o| o.source_video_duration_seconds)
+            .or(job.source_video_duration_seconds),
+        processing_time_seconds: output
+            .map(|o| o.processing_time_seconds)
+            .or(job.processing_time_seconds),
+        last_sequence: plan.last_sequence,
+        ..job.clone()
+    }
 }
 
 /// The largest WebSocket frame a notification may become (contract: a

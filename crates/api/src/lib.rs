@@ -6,7 +6,7 @@
 //! [`http`] (the shared state and every route), [`config`] (flags),
 //! [`error`] (the one error type), [`token`] (making and hashing tokens and
 //! tickets), [`auth`] (the `AuthUser` extractor), [`receiver`] (webhooks)
-//! and [`group_commit`] (batching them), [`jobs`] (the state machine),
+//! with [`group_commit`] and [`batch`] (batching them), [`jobs`] (the state machine),
 //! [`store`] (all SQL), [`submitter`] and [`reconciler`] (talking to the
 //! worker), [`hub`] and [`ws`] (live push) with [`messages`] (what a socket
 //! receives), [`rest`] and [`web`] (the browser's API and page),
@@ -14,6 +14,7 @@
 //! sub-commands).
 
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;

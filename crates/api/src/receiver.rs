@@ -5,7 +5,8 @@
 //! anything is parsed (401), then the JSON is parsed into types that cannot
 //! hold an invalid state (400/422), and only then does the database see it,
 //! in one transaction (which [`crate::group_commit`] may share between
-//! concurrent deliveries):
+//! concurrent deliveries, applied together by [`crate::batch`] with the
+//! same rules and the same results):
 //!
 //! 1. lock the job (by our id, else the worker's) — none: unknown job;
 //! 2. decide the transition (pure, [`crate::jobs::decide`]);
@@ -29,7 +30,7 @@ use webhook_types::{Event, ParseError, WebhookPayload};
 use crate::AppState;
 use crate::error::Error;
 use crate::extract::{MAX_BODY, read_limited};
-use crate::jobs::{self, Change, ChangeKind, Decision, PendingEvent, WriteCtx};
+use crate::jobs::{self, Change, ChangeKind, Decision, WriteCtx};
 use crate::store::{self, ReceiptOutcome};
 
 /// Longest `webhook-id` we store; Standard Webhooks ids are a few dozen
@@ -211,7 +212,8 @@ pub async fn process(
     Ok(outcome)
 }
 
-/// Applies one delivery inside the caller's transaction.
+/// Applies one delivery inside the caller's transaction: the reference for
+/// one delivery, which a batch ([`crate::batch`]) must agree with.
 ///
 /// It writes nothing for a duplicate, so the caller may commit whatever the
 /// outcome.
@@ -221,21 +223,6 @@ pub async fn process_in(
     payload: &WebhookPayload,
     ctx: WriteCtx<'_>,
 ) -> Result<Outcome, Error> {
-    let (outcome, event) = process_deferred(conn, webhook_id, payload, ctx).await?;
-    if let Some(e) = event {
-        store::append_event(conn, e.user, e.job, &e.message).await?;
-    }
-    Ok(outcome)
-}
-
-/// As [`process_in`], but the notification (if any) is returned instead of
-/// appended: group commit appends a batch's events last, in user order.
-pub async fn process_deferred(
-    conn: &mut PgConnection,
-    webhook_id: Option<&str>,
-    payload: &WebhookPayload,
-    ctx: WriteCtx<'_>,
-) -> Result<(Outcome, Option<PendingEvent>), Error> {
     let sequence = payload
         .sequence
         .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
@@ -249,9 +236,9 @@ pub async fn process_deferred(
             && !store::insert_receipt(conn, id, None, event, sequence, ReceiptOutcome::UnknownJob)
                 .await?
         {
-            return Ok((Outcome::Duplicate, None));
+            return Ok(Outcome::Duplicate);
         }
-        return Ok((Outcome::UnknownJob, None));
+        return Ok(Outcome::UnknownJob);
     };
 
     let change = change_of(payload);
@@ -266,15 +253,14 @@ pub async fn process_deferred(
     if let Some(id) = &webhook_id
         && !store::insert_receipt(conn, id, Some(job.id), event, sequence, recorded).await?
     {
-        return Ok((Outcome::Duplicate, None));
+        return Ok(Outcome::Duplicate);
     }
-    let pending = match &decision {
-        Decision::Apply(plan) => jobs::write_job(conn, &job, &change, plan, ctx).await?,
-        Decision::Stale => {
-            store::touch_job(conn, job.id).await?;
-            None
+    match &decision {
+        Decision::Apply(plan) => {
+            jobs::write(conn, &job, &change, plan, ctx).await?;
         }
-        Decision::Terminal => None,
-    };
-    Ok((outcome, pending))
+        Decision::Stale => store::touch_job(conn, job.id).await?,
+        Decision::Terminal => {}
+    }
+    Ok(outcome)
 }

@@ -362,6 +362,18 @@ pub enum ReceiptOutcome {
     UnknownJob,
 }
 
+impl ReceiptOutcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptOutcome::Applied => "applied",
+            ReceiptOutcome::Stale => "stale",
+            ReceiptOutcome::Terminal => "terminal",
+            ReceiptOutcome::UnknownJob => "unknown_job",
+        }
+    }
+}
+
 /// Records a webhook delivery by its id. `false` when the id was already
 /// recorded: the delivery is a duplicate and must change nothing.
 pub async fn insert_receipt(
@@ -586,6 +598,352 @@ pub async fn events_after_many(
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+// ---------------------------------------------------------------- batches of webhooks
+//
+// The statements of `crate::batch`: a whole batch of deliveries is read with
+// two statements and written with one (two more when it completes a job),
+// whatever its size. Rows travel as parallel arrays through `unnest`.
+
+/// Locks, in id order, every job a batch may touch: those whose id is one of
+/// `ids` and those whose worker id is one of `worker_ids`. The fixed order
+/// means two batches (of any lane or instance) wait for each other's jobs
+/// instead of deadlocking on them.
+pub async fn lock_jobs_for_batch(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    worker_ids: &[String],
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM clipping_jobs WHERE id = ANY($1) \
+         OR (worker_job_id = ANY($2) AND worker_job_id IS NOT NULL) ORDER BY id FOR UPDATE"
+    ))
+    .bind(ids)
+    .bind(worker_ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// Which of these `webhook-id`s are recorded already. Read after the
+/// batch's jobs are locked, so that a delivery of one of those jobs that
+/// another transaction was applying is seen here once it has committed.
+pub async fn recorded_receipts(
+    conn: &mut PgConnection,
+    webhook_ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT webhook_id FROM webhook_receipts WHERE webhook_id = ANY($1)")
+        .bind(webhook_ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// A clip to write, with the job and owner it belongs to.
+#[derive(Debug, Clone)]
+pub struct NewClip {
+    /// The job.
+    pub job: Uuid,
+    /// Its owner.
+    pub user: Uuid,
+    /// The clip as it is to be stored.
+    pub clip: Clip,
+}
+
+/// Writes clips in one statement; as [`insert_clip`], a clip already there
+/// keeps its row. Tags travel as JSON text, since `unnest` cannot take an
+/// array of arrays of different lengths.
+pub async fn insert_clips(conn: &mut PgConnection, clips: &[NewClip]) -> Result<(), sqlx::Error> {
+    let mut job = Vec::with_capacity(clips.len());
+    let mut user = Vec::with_capacity(clips.len());
+    let mut index = Vec::with_capacity(clips.len());
+    let mut url = Vec::with_capacity(clips.len());
+    let mut duration = Vec::with_capacity(clips.len());
+    let mut start = Vec::with_capacity(clips.len());
+    let mut end = Vec::with_capacity(clips.len());
+    let mut score = Vec::with_capacity(clips.len());
+    let mut layout = Vec::with_capacity(clips.len());
+    let mut summary = Vec::with_capacity(clips.len());
+    let mut tags = Vec::with_capacity(clips.len());
+    for c in clips {
+        job.push(c.job);
+        user.push(c.user);
+        index.push(c.clip.clip_index);
+        url.push(c.clip.url.as_str());
+        duration.push(c.clip.duration_ms);
+        start.push(c.clip.start_time_ms);
+        end.push(c.clip.end_time_ms);
+        score.push(c.clip.virality_score);
+        layout.push(c.clip.layout_type.as_str());
+        summary.push(c.clip.summary.as_deref());
+        tags.push(serde_json::to_string(&c.clip.tags).expect("strings serialise"));
+    }
+    sqlx::query(
+        "INSERT INTO clips (job_id, clip_index, user_id, url, duration_ms, start_time_ms, \
+         end_time_ms, virality_score, layout_type, summary, tags) \
+         SELECT v.job_id, v.clip_index, v.user_id, v.url, v.duration_ms, v.start_time_ms, \
+                v.end_time_ms, v.virality_score, v.layout_type, v.summary, \
+                ARRAY(SELECT jsonb_array_elements_text(v.tags::jsonb)) \
+         FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::text[], $5::int8[], $6::int8[], \
+                     $7::int8[], $8::float8[], $9::text[], $10::text[], $11::text[]) \
+              WITH ORDINALITY AS v(job_id, clip_index, user_id, url, duration_ms, start_time_ms, \
+                     end_time_ms, virality_score, layout_type, summary, tags, n) \
+         ORDER BY v.n \
+         ON CONFLICT ON CONSTRAINT clips_job_clip_index DO NOTHING",
+    )
+    .bind(job)
+    .bind(index)
+    .bind(user)
+    .bind(url)
+    .bind(duration)
+    .bind(start)
+    .bind(end)
+    .bind(score)
+    .bind(layout)
+    .bind(summary)
+    .bind(tags)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A clip with the job it belongs to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobClip {
+    /// The job.
+    pub job_id: Uuid,
+    /// The clip.
+    #[sqlx(flatten)]
+    pub clip: Clip,
+}
+
+/// The clips of several jobs, by job, then by index.
+pub async fn clips_for_jobs(
+    conn: &mut PgConnection,
+    jobs: &[Uuid],
+) -> Result<Vec<JobClip>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT job_id, ",
+        clip_columns!(),
+        " FROM clips WHERE job_id = ANY($1) ORDER BY job_id, clip_index"
+    ))
+    .bind(jobs)
+    .fetch_all(conn)
+    .await
+}
+
+/// A `webhook_receipts` row to write.
+#[derive(Debug, Clone)]
+pub struct NewReceipt {
+    /// The delivery's id (already made storable).
+    pub webhook_id: String,
+    /// The job it was about, if any matched.
+    pub job: Option<Uuid>,
+    /// `job.progress`, …
+    pub event: &'static str,
+    /// The webhook's sequence.
+    pub sequence: Option<i64>,
+    /// What became of it.
+    pub outcome: ReceiptOutcome,
+}
+
+/// A job's new state for [`write_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct JobWrite<'a> {
+    /// Every mutable column's new value (the rest is ignored).
+    pub row: &'a JobRow,
+    /// Whether a change was applied (stamps `updated_at` and, on entering
+    /// those states, `completed_at`/`failed_at`); if not, the job was only
+    /// heard of and keeps its values.
+    pub applied: bool,
+}
+
+/// A notification to append to its owner's log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The owner, whose counter numbers it.
+    pub user: Uuid,
+    /// The job.
+    pub job: Uuid,
+    /// The message, `eventId` still to be filled in (a JSON object).
+    pub message: serde_json::Value,
+}
+
+/// What [`write_batch`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchWritten {
+    /// Receipts inserted; fewer than given means some `webhook-id` was
+    /// recorded meanwhile by another transaction.
+    pub receipts: i64,
+    /// Events appended.
+    pub events: i64,
+}
+
+/// Writes a batch's decided effects in one statement: its receipts (in
+/// `webhook-id` order), its jobs' new states, and its events, numbered per
+/// user in the order given from a contiguous range of that user's counter;
+/// then one NOTIFY for the batch, `"{user}:{last event id}"` per user, comma
+/// separated (or `*`, "read everyone", should that not fit a payload).
+///
+/// User counters are locked in id order, after the jobs the caller locked:
+/// the same order as every other writer of both, so batches of concurrent
+/// lanes and instances cannot deadlock. The counters stay locked until
+/// commit, so a user's events commit in event-id order and a reader by
+/// cursor never skips one.
+pub async fn write_batch(
+    conn: &mut PgConnection,
+    receipts: &[NewReceipt],
+    jobs: &[JobWrite<'_>],
+    events: &[NewEvent],
+) -> Result<BatchWritten, sqlx::Error> {
+    let mut receipts: Vec<&NewReceipt> = receipts.iter().collect();
+    receipts.sort_by(|a, b| a.webhook_id.cmp(&b.webhook_id));
+
+    // Per user, in the order given: how many, and each event's place.
+    let mut counts: Vec<(Uuid, i64)> = Vec::new();
+    let mut places = Vec::with_capacity(events.len());
+    for e in events {
+        let i = match counts.iter().position(|(u, _)| *u == e.user) {
+            Some(i) => i,
+            None => {
+                counts.push((e.user, 0));
+                counts.len() - 1
+            }
+        };
+        counts[i].1 += 1;
+        places.push(counts[i].1);
+    }
+    counts.sort_by_key(|(u, _)| *u);
+
+    let (written_receipts, written_events, _): (i64, i64, Option<String>) = sqlx::query_as(
+        "WITH receipts AS ( \
+             INSERT INTO webhook_receipts (webhook_id, job_id, event, sequence, outcome) \
+             SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int8[], $5::text[]) \
+             ON CONFLICT (webhook_id) DO NOTHING RETURNING 1), \
+         jobs AS ( \
+             UPDATE clipping_jobs j SET status = v.status, worker_job_id = v.worker_job_id, \
+                 progress_percent = v.progress_percent, current_step = v.current_step, \
+                 pipeline_status = v.pipeline_status, clips_completed = v.clips_completed, \
+                 total_clips = v.total_clips, error = v.error, \
+                 source_video_title = v.source_video_title, \
+                 source_video_duration_seconds = v.source_video_duration_seconds, \
+                 processing_time_seconds = v.processing_time_seconds, \
+                 last_sequence = v.last_sequence, last_heard_at = now(), \
+                 updated_at = CASE WHEN v.applied THEN now() ELSE j.updated_at END, \
+                 completed_at = CASE WHEN v.applied AND v.status = 'completed' \
+                     THEN COALESCE(j.completed_at, now()) ELSE j.completed_at END, \
+                 failed_at = CASE WHEN v.applied AND v.status = 'failed' \
+                     THEN COALESCE(j.failed_at, now()) ELSE j.failed_at END \
+             FROM unnest($6::uuid[], $7::bool[], $8::text[], $9::text[], $10::float8[], \
+                         $11::text[], $12::text[], $13::int4[], $14::int4[], $15::text[], \
+                         $16::text[], $17::float8[], $18::float8[], $19::int8[]) \
+                  AS v(id, applied, status, worker_job_id, progress_percent, current_step, \
+                       pipeline_status, clips_completed, total_clips, error, \
+                       source_video_title, source_video_duration_seconds, \
+                       processing_time_seconds, last_sequence) \
+             WHERE j.id = v.id RETURNING 1), \
+         locked AS MATERIALIZED ( \
+             SELECT id FROM users WHERE id = ANY($20::uuid[]) ORDER BY id FOR UPDATE), \
+         counters AS ( \
+             UPDATE users u SET last_event_id = u.last_event_id + c.n \
+             FROM locked l JOIN unnest($20::uuid[], $21::int8[]) AS c(id, n) ON c.id = l.id \
+             WHERE u.id = l.id \
+             RETURNING u.id, u.last_event_id - c.n AS base, u.last_event_id AS last), \
+         events AS ( \
+             INSERT INTO user_events (user_id, event_id, job_id, message) \
+             SELECT e.user_id, c.base + e.place, e.job_id, \
+                    jsonb_set(e.message, '{eventId}', to_jsonb(c.base + e.place)) \
+             FROM unnest($22::uuid[], $23::int8[], $24::uuid[], $25::jsonb[]) \
+                  AS e(user_id, place, job_id, message) \
+             JOIN counters c ON c.id = e.user_id RETURNING 1) \
+         SELECT (SELECT count(*) FROM receipts), (SELECT count(*) FROM events), \
+                (SELECT pg_notify('api_events', \
+                            CASE WHEN octet_length(p) <= 7900 THEN p ELSE '*' END)::text \
+                 FROM (SELECT string_agg(id::text || ':' || last, ',' ORDER BY id) AS p \
+                       FROM counters) s WHERE p IS NOT NULL)",
+    )
+    .bind(
+        receipts
+            .iter()
+            .map(|r| r.webhook_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(receipts.iter().map(|r| r.job).collect::<Vec<_>>())
+    .bind(receipts.iter().map(|r| r.event).collect::<Vec<_>>())
+    .bind(receipts.iter().map(|r| r.sequence).collect::<Vec<_>>())
+    .bind(
+        receipts
+            .iter()
+            .map(|r| r.outcome.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| j.row.id).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.applied).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.worker_job_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.progress_percent)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.current_step.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.pipeline_status.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.clips_completed)
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| j.row.total_clips).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.error.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.source_video_title.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.source_video_duration_seconds)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.row.processing_time_seconds)
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| j.row.last_sequence).collect::<Vec<_>>())
+    .bind(counts.iter().map(|(u, _)| *u).collect::<Vec<_>>())
+    .bind(counts.iter().map(|(_, n)| *n).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.user).collect::<Vec<_>>())
+    .bind(places)
+    .bind(events.iter().map(|e| e.job).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.message.clone()).collect::<Vec<_>>())
+    .fetch_one(conn)
+    .await?;
+    Ok(BatchWritten {
+        receipts: written_receipts,
+        events: written_events,
+    })
 }
 
 // ---------------------------------------------------------------- submission
