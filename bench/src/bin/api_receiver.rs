@@ -140,14 +140,157 @@ struct RunResult {
 }
 
 impl RunResult {
-    fn line(&self, what: &str, c: usize, round: usize) -> String {
+    fn line(&self, what: &str, c: usize, round: usize, usage: &Usage) -> String {
         let rate = self.count as f64 / self.elapsed.as_secs_f64();
         format!(
-            "| {what} | {c} | {round} | {rate:.0} | {:.2} | {:.2} |",
+            "| {what} | {c} | {round} | {rate:.0} | {:.2} | {:.2} | {} |",
             percentile(&self.latencies, 0.50).as_secs_f64() * 1e3,
             percentile(&self.latencies, 0.99).as_secs_f64() * 1e3,
+            usage.describe(),
         )
     }
+}
+
+/// CPU time so far, in clock ticks, from `/proc`: this process (load
+/// driver and in-process API alike), every `postgres` process, and the
+/// machine (busy and in all).
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    bench: u64,
+    postgres: u64,
+    busy: u64,
+    total: u64,
+}
+
+/// utime + stime of a `/proc/PID/stat` line.
+fn ticks_of(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of the line; the slice starts at field 3.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn cpu_now() -> Cpu {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let bench = ticks_of(&read("/proc/self/stat")).unwrap_or(0);
+    let mut postgres = 0;
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let path = entry.path();
+            if read(&format!("{}/comm", path.display())).trim() == "postgres" {
+                postgres += ticks_of(&read(&format!("{}/stat", path.display()))).unwrap_or(0);
+            }
+        }
+    }
+    let machine: Vec<u64> = read("/proc/stat")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = machine.iter().take(8).sum();
+    // idle and iowait
+    let idle = machine.get(3).copied().unwrap_or(0) + machine.get(4).copied().unwrap_or(0);
+    Cpu {
+        bench,
+        postgres,
+        busy: total - idle,
+        total,
+    }
+}
+
+/// What the machine and the database did during one measurement.
+struct Usage {
+    /// Cores used by this process, by PostgreSQL, and by the machine.
+    cores: (f64, f64, f64),
+    /// The bench database's backends, sampled every 100 ms: what each was
+    /// doing (its wait event, `CPU` when running, or `idle in transaction`
+    /// when PostgreSQL waited for the client), and how often.
+    waits: Vec<(String, u64)>,
+}
+
+impl Usage {
+    fn describe(&self) -> String {
+        let (b, p, m) = self.cores;
+        let samples: u64 = self.waits.iter().map(|(_, n)| n).sum::<u64>().max(1);
+        let waits: Vec<String> = self
+            .waits
+            .iter()
+            .take(4)
+            .map(|(w, n)| format!("{w} {:.0} %", 100.0 * *n as f64 / samples as f64))
+            .collect();
+        format!(
+            "{b:.2} / {p:.2} / {m:.2} | {}",
+            if waits.is_empty() {
+                "-".to_owned()
+            } else {
+                waits.join(", ")
+            }
+        )
+    }
+}
+
+/// Runs `work` while sampling CPU and the database's backends.
+async fn observed<T>(
+    options: &PgConnectOptions,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Usage) {
+    let stop = CancellationToken::new();
+    let sampler = {
+        let options = options.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut counts: std::collections::HashMap<String, u64> = Default::default();
+            let Ok(mut conn) = options.connect().await else {
+                return counts;
+            };
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT CASE WHEN state = 'active' \
+                                 THEN coalesce(wait_event_type || '/' || wait_event, 'CPU') \
+                                 ELSE state END \
+                     FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND state IN ('active', 'idle in transaction') \
+                       AND backend_type = 'client backend'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                for (w,) in rows {
+                    *counts.entry(w).or_default() += 1;
+                }
+            }
+            counts
+        })
+    };
+    let before = cpu_now();
+    let out = work.await;
+    let after = cpu_now();
+    stop.cancel();
+    let mut waits: Vec<(String, u64)> = sampler.await.unwrap_or_default().into_iter().collect();
+    waits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let total = (after.total - before.total).max(1) as f64;
+    let share = |d: u64| d as f64 / total * cores;
+    let usage = Usage {
+        cores: (
+            share(after.bench - before.bench),
+            share(after.postgres.saturating_sub(before.postgres)),
+            share(after.busy - before.busy),
+        ),
+        waits,
+    };
+    (out, usage)
 }
 
 async fn run_http(address: &str, jobs: &[(Uuid, Uuid)], secs: u64) -> RunResult {
@@ -306,10 +449,11 @@ struct PushResult {
 }
 
 /// Webhooks at `rate` per second, round-robin over `jobs` jobs of `users`
-/// users (each user with one socket), on an open-loop schedule (a slow
-/// answer never delays the next send). Each is timed from the start of its
-/// POST to the arrival of its frame on the owner's socket. The first
-/// `warmup` seconds are sent but not counted.
+/// users (each user with one socket), on an open-loop schedule across jobs
+/// (a slow answer delays only its own job's next webhook, as with the
+/// worker's lanes). Each is timed from the start of its POST to the arrival
+/// of its frame on the owner's socket. The first `warmup` seconds are sent
+/// but not counted.
 async fn push_latency(
     app_address: &str,
     port: u16,
@@ -376,7 +520,11 @@ async fn push_latency(
     let gap = Duration::from_secs_f64(1.0 / args.push_rate as f64);
     let warmup = (args.push_rate * args.warmup_secs) as usize;
     let total = warmup + (args.push_rate * args.push_secs) as usize;
-    let mut requests = tokio::task::JoinSet::new();
+    // The last request of each job: a job's next webhook waits for its
+    // answer, as the worker's per-job lane does, so that a job's webhooks
+    // arrive in order (one overtaken would be stale and never pushed).
+    let mut last: Vec<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> =
+        (0..jobs.len()).map(|_| None).collect();
     let start = tokio::time::Instant::now();
     let mut measured_from = Instant::now();
     for k in 0..total {
@@ -384,7 +532,8 @@ async fn push_latency(
         if k == warmup {
             measured_from = Instant::now();
         }
-        let job = jobs[k % jobs.len()];
+        let j = k % jobs.len();
+        let job = jobs[j];
         let seq = (k / jobs.len()) as u64 + 2;
         let body = body(job, seq);
         let h = secrets.headers(
@@ -399,21 +548,26 @@ async fn push_latency(
         for (name, v) in h.pairs() {
             req = req.header(name, v);
         }
-        if k >= warmup {
-            sent_at
-                .lock()
-                .expect("lock")
-                .insert((job, seq), Instant::now());
-        }
-        requests.spawn(async move {
+        let previous = last[j].take();
+        let sent_at = (k >= warmup).then(|| sent_at.clone());
+        last[j] = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                previous.await??;
+            }
+            if let Some(sent_at) = sent_at {
+                sent_at
+                    .lock()
+                    .expect("lock")
+                    .insert((job, seq), Instant::now());
+            }
             let r = req.send().await?;
             anyhow::ensure!(r.status() == 200, "answered {}", r.status());
             Ok(())
-        });
+        }));
     }
     let sending = measured_from.elapsed();
-    while let Some(r) = requests.join_next().await {
-        r??;
+    for request in last.into_iter().flatten() {
+        request.await??;
     }
     let sent = total - warmup;
     let mut latencies = Vec::with_capacity(sent);
@@ -526,8 +680,10 @@ async fn main() -> anyhow::Result<()> {
         args.secs, args.rounds, args.warmup_secs,
     );
     println!();
-    println!("| path | senders | round | webhooks/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| path | senders | round | webhooks/s | p50 ms | p99 ms | cores: bench process / postgres / machine | backends sampled |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut means = Vec::new();
     for &c in &args.concurrency {
         for (i, _) in PATHS.iter().enumerate() {
@@ -543,8 +699,8 @@ async fn main() -> anyhow::Result<()> {
             };
             for i in order {
                 let jobs = make_jobs(&pool, c, &format!("r{round}-{c}-{i}")).await?;
-                let r = measure(i, jobs, args.secs).await;
-                println!("{}", r.line(PATHS[i], c, round + 1));
+                let (r, usage) = observed(&options, measure(i, jobs, args.secs)).await;
+                println!("{}", r.line(PATHS[i], c, round + 1, &usage));
                 rates[i] += r.count as f64 / r.elapsed.as_secs_f64() / args.rounds as f64;
             }
         }
@@ -565,7 +721,8 @@ async fn main() -> anyhow::Result<()> {
             r[3],
         );
     }
-    let push = push_latency(&address, port, &pool, &args).await?;
+    let (push, usage) = observed(&options, push_latency(&address, port, &pool, &args)).await;
+    let push = push?;
     let lat = &push.latencies;
     println!();
     println!(
@@ -578,6 +735,10 @@ async fn main() -> anyhow::Result<()> {
         percentile(lat, 0.50).as_secs_f64() * 1e3,
         percentile(lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    println!(
+        "during it (warm-up included), cores: bench process / postgres / machine | backends sampled: {}",
+        usage.describe()
     );
 
     shutdown.cancel();
