@@ -150,7 +150,7 @@ impl Hub {
     }
 
     /// Registers a socket of `user`. `cursor` is the user's latest event id
-    /// as the socket read it just before; it seeds the hub's cursor when this
+    /// as the socket read it just before; it becomes the hub's cursor when this
     /// is the user's first socket here.
     pub fn subscribe(self: &Arc<Self>, user: Uuid, cursor: i64) -> Result<Subscription, TooMany> {
         let (tx, rx) = mpsc::channel(self.queue);
