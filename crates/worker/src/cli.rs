@@ -12,7 +12,7 @@ use service::shutdown_signal;
 use signing::Verifier;
 use webhook_types::ClippingJobRequest;
 
-use crate::config::{ListArgs, ListenArgs, RedeliverArgs, ServeConfig, SubmitArgs};
+use crate::config::{ListArgs, ListenArgs, MigrateArgs, RedeliverArgs, ServeConfig, SubmitArgs};
 use crate::http::DeliveryView;
 use crate::startup::Application;
 use crate::store::{DeliveryFilter, Store};
@@ -132,21 +132,15 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Opens the store a `serve` made in `data_dir`; a command that only reads
-/// or requeues never creates one, and says where it looked.
-async fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
-    let file = data_dir.join(crate::store::DB_FILE);
-    if !file.is_file() {
-        anyhow::bail!(
-            "no worker store at {} (set --data-dir or WORKER_DATA_DIR to the directory `clipping-worker serve` uses; scripts/dev writes it to .tmp/dev/env)",
-            file.display()
-        );
-    }
-    Store::open(data_dir).await
+/// `clipping-worker migrate`.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    Store::migrate(&args.store, &args.data_dir).await?;
+    println!("the worker store {} is up to date", args.store);
+    Ok(())
 }
 
 async fn print_list(args: ListArgs) -> anyhow::Result<()> {
-    let store = open_existing(&args.data_dir).await?;
+    let store = Store::open_existing(&args.store, &args.data_dir).await?;
     let rows = store
         .list_deliveries(&DeliveryFilter {
             status: args.status,
@@ -191,7 +185,7 @@ async fn print_list(args: ListArgs) -> anyhow::Result<()> {
 
 /// `clipping-worker webhooks redeliver`.
 pub async fn redeliver(args: RedeliverArgs) -> anyhow::Result<()> {
-    let store = open_existing(&args.data_dir).await?;
+    let store = Store::open_existing(&args.store, &args.data_dir).await?;
     let row = store
         .requeue_delivery(&args.delivery_id, true)
         .await
@@ -205,10 +199,9 @@ pub async fn redeliver(args: RedeliverArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        None => anyhow::bail!(
-            "no delivery {} in {}",
-            args.delivery_id,
-            args.data_dir.display()
-        ),
+        None => match args.store.sqlite_file(&args.data_dir) {
+            Some(file) => anyhow::bail!("no delivery {} in {}", args.delivery_id, file.display()),
+            None => anyhow::bail!("no delivery {} in {}", args.delivery_id, args.store),
+        },
     }
 }

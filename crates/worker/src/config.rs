@@ -18,7 +18,7 @@ use crate::pipeline::ffmpeg::FfmpegConfig;
 use crate::pipeline::ffmpeg::fetch::FetchConfig;
 use crate::policy::{AllowRule, CallbackPolicy};
 use crate::storage::StorageTarget;
-use crate::store::{DeliveryStatus, Durability};
+use crate::store::{DeliveryStatus, Durability, StoreUrl};
 
 /// clipping-worker: turns long videos into short clips and reports each job's
 /// progress to its callback URL with signed, retried, per-job ordered
@@ -45,6 +45,9 @@ pub enum Command {
     /// Inspect or act on the webhook delivery ledger in the worker's store.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Create the worker's store if needed and apply its migrations, then
+    /// exit (`serve` does the same at start).
+    Migrate(MigrateArgs),
     /// Exit 0 when a running worker answers its readiness check, 1 otherwise.
     /// For container health checks, where no HTTP client is installed.
     Healthcheck(HealthcheckArgs),
@@ -114,6 +117,18 @@ pub struct ServeConfig {
     /// Directory of the embedded store (SQLite) and local media.
     #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
     pub data_dir: PathBuf,
+
+    /// Where jobs and the webhook outbox live: `sqlite` (a file under
+    /// `--data-dir`, for one worker), `sqlite://PATH`, or
+    /// `postgres://user:password@host:port/database`, which any number of
+    /// workers share (its tables go in the schema `clipping_worker`).
+    #[arg(
+        long,
+        env = "WORKER_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: StoreUrl,
 
     /// One or more `whsec_…` secrets, comma-separated; every one signs each
     /// webhook (key rotation). Without it webhooks are sent unsigned, with a
@@ -260,6 +275,7 @@ impl ServeConfig {
         ServeConfig {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
             data_dir: data_dir.into(),
+            store: StoreUrl::default(),
             webhook_secret: None,
             engine: EngineKind::Simulated,
             max_concurrent_jobs: 2,
@@ -391,6 +407,14 @@ pub struct ListArgs {
     /// Directory of the worker's store.
     #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
     pub data_dir: PathBuf,
+    /// The worker's store, as `serve --store` names it.
+    #[arg(
+        long,
+        env = "WORKER_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: StoreUrl,
 }
 
 /// Arguments of `webhooks redeliver`.
@@ -401,6 +425,30 @@ pub struct RedeliverArgs {
     /// Directory of the worker's store.
     #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
     pub data_dir: PathBuf,
+    /// The worker's store, as `serve --store` names it.
+    #[arg(
+        long,
+        env = "WORKER_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: StoreUrl,
+}
+
+/// Arguments of `clipping-worker migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Directory of the worker's store, when it is `sqlite`.
+    #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
+    pub data_dir: PathBuf,
+    /// The worker's store, as `serve --store` names it.
+    #[arg(
+        long,
+        env = "WORKER_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: StoreUrl,
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //! of them through a pipeline engine, and reports each job's progress to its
 //! `callback_url` with signed webhooks (Standard Webhooks v1) that are stored
 //! before they are sent, retried for hours, and delivered in order per job.
-//! Everything lives in an embedded SQLite store under `--data-dir`, so the
-//! worker needs nothing installed and survives restarts without losing an
-//! event.
+//! Everything lives in a store that survives restarts without losing an
+//! event: by default an embedded SQLite file under `--data-dir`, so one
+//! worker needs nothing installed; or a PostgreSQL database (`--store
+//! postgres://…`).
 //!
 //! Guarantees, and their limits:
 //! - Every event is committed to the store (with the job's new state, in one
@@ -29,7 +30,8 @@
 //! Map of the crate, following one job:
 //! - [`http`]: the routes; [`error`]: their error shape; [`openapi`]: the
 //!   OpenAPI document generated from them, and the `/docs` page.
-//! - [`store`]: every query (jobs, outbox, attempts).
+//! - [`store`]: every query (jobs, outbox, attempts), on SQLite or
+//!   PostgreSQL.
 //! - [`jobs`]: the queue, the runner and start-up recovery. **A job a crash
 //!   interrupted mid-pipeline is failed at the next start, not re-run**; see
 //!   the module docs for why.

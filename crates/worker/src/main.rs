@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Listen(args) => worker::cli::listen(args).await,
         Command::Webhooks(WebhooksCommand::List(args)) => worker::cli::list(args).await,
         Command::Webhooks(WebhooksCommand::Redeliver(args)) => worker::cli::redeliver(args).await,
+        Command::Migrate(args) => worker::cli::migrate(args).await,
         Command::Healthcheck(args) => service::healthcheck(&args.url).await,
     };
     service::exit_code(result.map(|()| ExitCode::SUCCESS))

@@ -57,7 +57,7 @@ impl Application {
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let bound = listener.local_addr()?;
-        let store = Store::open_with(&config.data_dir, config.durability).await?;
+        let store = Store::connect(&config.store, &config.data_dir, config.durability).await?;
         if config.webhook_secret.is_none() {
             tracing::warn!(
                 "no --webhook-secret / WEBHOOK_SECRET: webhooks will be sent UNSIGNED; receivers cannot tell them from forgeries"
@@ -127,7 +127,7 @@ impl Application {
             .await
             .context("failed to recover jobs from the store")?;
         let port = bound.port();
-        tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "clipping-worker ready");
+        tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), store = %config.store, "clipping-worker ready");
         let state = AppState {
             store,
             queue,

@@ -8,12 +8,15 @@ use webhook_types::Event;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::helpers::{Received, Receiver, Reply, job, long_schedule, spawn_app};
+use crate::helpers::{
+    Received, Receiver, Reply, StoreKind, TestStore, job, long_schedule, spawn_app, spawn_app_on,
+};
 
 const T: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_honours_retry_after() {
+async fn a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_honours_retry_after(
+    kind: StoreKind,
+) {
     // The first attempt of job.started is told to come back in 1 s; the
     // schedule alone would retry within 20 ms.
     let mut rx = Receiver::start(|r| {
@@ -28,7 +31,7 @@ async fn a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_honours_retry_a
         }
     })
     .await;
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(kind, |_| {}).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=r", &rx.url("/r"), 1))
         .await;
@@ -61,15 +64,14 @@ async fn a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_honours_retry_a
     app.stop().await;
 }
 
-#[tokio::test]
-async fn gone_stops_the_retries_and_exhausted_retries_fail() {
+async fn gone_stops_the_retries_and_exhausted_retries_fail(kind: StoreKind) {
     let mut rx = Receiver::start(|r| match r.payload().event {
         Event::Started => Reply::status(410),
         Event::Completed => Reply::status(500),
         _ => Reply::status(200),
     })
     .await;
-    let app = spawn_app(|c| c.retry_schedule = "0,20ms,20ms".parse().unwrap()).await;
+    let app = spawn_app(kind, |c| c.retry_schedule = "0,20ms,20ms".parse().unwrap()).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=g", &rx.url("/g"), 1))
         .await;
@@ -101,8 +103,7 @@ async fn gone_stops_the_retries_and_exhausted_retries_fail() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_hanging_receiver_does_not_hold_up_other_jobs() {
+async fn a_hanging_receiver_does_not_hold_up_other_jobs(kind: StoreKind) {
     let mut rx = Receiver::start(|r| {
         if r.path == "/hang" {
             Reply {
@@ -118,7 +119,7 @@ async fn a_hanging_receiver_does_not_hold_up_other_jobs() {
     // The stuck job's first event times out and is retried for longer than
     // the test lasts: had the healthy job to wait behind it, it would never
     // finish within `T`.
-    let app = spawn_app(|c| {
+    let app = spawn_app(kind, |c| {
         c.webhook_timeout_ms = 300;
         c.retry_schedule = long_schedule("50ms", 100);
     })
@@ -170,12 +171,11 @@ async fn refusing_started(n: u32) -> Receiver {
     .await
 }
 
-#[tokio::test]
-async fn later_events_wait_while_an_earlier_one_is_retried() {
+async fn later_events_wait_while_an_earlier_one_is_retried(kind: StoreKind) {
     let mut rx = refusing_started(3).await;
     // A pipeline of about 420 ms, so events are emitted while job.started is
     // refused (300 ms or more) and after.
-    let app = spawn_app(|c| c.sim_stage_ms = 60).await;
+    let app = spawn_app(kind, |c| c.sim_stage_ms = 60).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=o", &rx.url("/o"), 2))
         .await;
@@ -198,8 +198,7 @@ async fn later_events_wait_while_an_earlier_one_is_retried() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn overtaken_progress_is_superseded_but_started_and_terminal_never_are() {
+async fn overtaken_progress_is_superseded_but_started_and_terminal_never_are(kind: StoreKind) {
     // job.started is refused until the test has seen the job end, so every
     // progress event is overtaken while it waits, however slow the machine.
     let open = Arc::new(AtomicBool::new(false));
@@ -218,7 +217,7 @@ async fn overtaken_progress_is_superseded_but_started_and_terminal_never_are() {
         }
     })
     .await;
-    let app = spawn_app(|c| c.retry_schedule = long_schedule("1s", 60)).await;
+    let app = spawn_app(kind, |c| c.retry_schedule = long_schedule("1s", 60)).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=s", &rx.url("/s"), 2))
         .await;
@@ -266,10 +265,9 @@ async fn overtaken_progress_is_superseded_but_started_and_terminal_never_are() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_delivery_can_be_redelivered_with_the_same_webhook_id() {
+async fn a_delivery_can_be_redelivered_with_the_same_webhook_id(kind: StoreKind) {
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(kind, |_| {}).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=d", &rx.url("/d"), 1))
         .await;
@@ -293,8 +291,7 @@ async fn a_delivery_can_be_redelivered_with_the_same_webhook_id() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_start() {
+async fn shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_start(kind: StoreKind) {
     // A receiver that hangs: the attempt in flight at shutdown cannot finish.
     let mut rx = Receiver::start(|_| Reply {
         status: 200,
@@ -302,8 +299,8 @@ async fn shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_star
         hang: Some(Duration::from_secs(30)),
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = crate::helpers::spawn_app_in(dir.path(), |c| c.shutdown_grace_ms = 200).await;
+    let store = TestStore::new(kind).await;
+    let app = spawn_app_on(&store, |c| c.shutdown_grace_ms = 200).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=z", &rx.url("/z"), 1))
         .await;
@@ -321,7 +318,7 @@ async fn shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_star
 
     // Everything is still there for the next start, which sends it at once.
     rx.set_script(|_| Reply::status(200));
-    let app = crate::helpers::spawn_app_in(dir.path(), |_| {}).await;
+    let app = spawn_app_on(&store, |_| {}).await;
     let got = rx.until_terminal(&job_id, T).await;
     let delivered: Vec<Event> = got
         .iter()
@@ -340,15 +337,14 @@ async fn shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_star
     app.stop().await;
 }
 
-#[tokio::test]
-async fn deliveries_converge_seconds_after_a_down_callback_answers_again() {
+async fn deliveries_converge_seconds_after_a_down_callback_answers_again(kind: StoreKind) {
     // The callback refuses connections while five jobs run, on a schedule
     // whose next retry is up to an hour away (full jitter: anywhere in the
     // hour, so the chance that one of them falls in the 10 s below is about
     // 1 %): only the origin's own probe can bring them in within seconds of
     // it coming back.
     let port = crate::helpers::free_port();
-    let app = spawn_app(|c| c.retry_schedule = "0,1h,1h,1h".parse().unwrap()).await;
+    let app = spawn_app(kind, |c| c.retry_schedule = "0,1h,1h,1h".parse().unwrap()).await;
     let url = format!("http://127.0.0.1:{port}/hook");
     let mut jobs = Vec::new();
     for i in 0..5 {
@@ -395,3 +391,14 @@ async fn deliveries_converge_seconds_after_a_down_callback_answers_again() {
     }
     app.stop().await;
 }
+
+on_both_stores!(
+    a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_honours_retry_after,
+    gone_stops_the_retries_and_exhausted_retries_fail,
+    a_hanging_receiver_does_not_hold_up_other_jobs,
+    later_events_wait_while_an_earlier_one_is_retried,
+    overtaken_progress_is_superseded_but_started_and_terminal_never_are,
+    a_delivery_can_be_redelivered_with_the_same_webhook_id,
+    shutdown_bounds_in_flight_attempts_and_keeps_the_rest_for_the_next_start,
+    deliveries_converge_seconds_after_a_down_callback_answers_again,
+);

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use webhook_types::{Event, JobOutput, PipelineStatus};
 use worker::config::EngineKind;
 
-use crate::helpers::{Received, Receiver, TestApp, spawn_app};
+use crate::helpers::{Received, Receiver, StoreKind, TestApp, spawn_app};
 
 /// Where the source is loud, seconds.
 const BURSTS: [(f64, f64); 2] = [(6.0, 9.0), (20.0, 23.0)];
@@ -152,7 +152,7 @@ impl Files {
 }
 
 async fn ffmpeg_worker(f: impl FnOnce(&mut worker::ServeConfig)) -> TestApp {
-    spawn_app(|c| {
+    spawn_app(StoreKind::Sqlite, |c| {
         c.engine = EngineKind::Ffmpeg;
         c.x264_preset = "ultrafast".into();
         c.max_concurrent_jobs = 2;

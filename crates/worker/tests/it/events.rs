@@ -8,7 +8,7 @@ use webhook_types::{ClippingJobRequest, Event, JobState, JobView, PipelineStatus
 use worker::reporter::{self, Draft, Reporter, StepReport};
 use worker::store::Inserted;
 
-use crate::helpers::{Received, Receiver, job, spawn_app};
+use crate::helpers::{Received, Receiver, StoreKind, job, spawn_app};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -59,10 +59,9 @@ fn check_rules(got: &[Received]) -> Vec<u64> {
     ok.iter().map(|r| r.payload().sequence.unwrap()).collect()
 }
 
-#[tokio::test]
-async fn a_job_reports_every_stage_in_order_and_ends_completed() {
+async fn a_job_reports_every_stage_in_order_and_ends_completed(kind: StoreKind) {
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(kind, |_| {}).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=1", &rx.url("/hook"), 3))
         .await;
@@ -120,10 +119,9 @@ async fn a_job_reports_every_stage_in_order_and_ends_completed() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_failing_stage_ends_the_job_with_that_stages_error() {
+async fn a_failing_stage_ends_the_job_with_that_stages_error(kind: StoreKind) {
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(kind, |_| {}).await;
     let download = app
         .submit_ok(job("sim://video?fail_at=downloading", &rx.url("/a"), 2))
         .await;
@@ -157,14 +155,15 @@ async fn a_failing_stage_ends_the_job_with_that_stages_error() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_throttle_sends_at_most_one_progress_per_interval_but_every_status_change() {
+async fn the_throttle_sends_at_most_one_progress_per_interval_but_every_status_change(
+    kind: StoreKind,
+) {
     let mut rx = Receiver::ok().await;
     // An interval longer than the whole job: the rule then gives exactly one
     // progress event per status (the one that changed it), whatever the
     // machine's speed. 10 clips rendered 20 ms apart: one rendering report of
     // ten goes out, the nine held ones are overtaken by uploading.
-    let app = spawn_app(|c| {
+    let app = spawn_app(kind, |c| {
         c.progress_interval_ms = 600_000;
         c.sim_stage_ms = 20;
     })
@@ -196,12 +195,11 @@ async fn the_throttle_sends_at_most_one_progress_per_interval_but_every_status_c
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_trailing_progress_is_sent_when_the_interval_ends() {
+async fn the_trailing_progress_is_sent_when_the_interval_ends(kind: StoreKind) {
     // The test plays the pipeline through the reporter's own handle, so each
     // report is made when the test says, never after a sleep it must guess.
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(kind, |_| {}).await;
     let request: ClippingJobRequest =
         serde_json::from_value(job("https://youtube.com/watch?v=3", &rx.url("/t"), 3)).unwrap();
     let row = match app.state.store.insert_job("job_trailing", &request).await {
@@ -244,10 +242,9 @@ async fn the_trailing_progress_is_sent_when_the_interval_ends() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn at_most_max_concurrent_jobs_run_and_the_rest_wait_queued() {
+async fn at_most_max_concurrent_jobs_run_and_the_rest_wait_queued(kind: StoreKind) {
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|c| {
+    let app = spawn_app(kind, |c| {
         c.max_concurrent_jobs = 1;
         c.sim_stage_ms = 15;
     })
@@ -285,10 +282,9 @@ async fn at_most_max_concurrent_jobs_run_and_the_rest_wait_queued() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn without_a_secret_webhooks_go_unsigned_but_keep_id_and_timestamp() {
+async fn without_a_secret_webhooks_go_unsigned_but_keep_id_and_timestamp(kind: StoreKind) {
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|c| c.webhook_secret = None).await;
+    let app = spawn_app(kind, |c| c.webhook_secret = None).await;
     let job_id = app
         .submit_ok(job("https://youtube.com/watch?v=u", &rx.url("/u"), 1))
         .await;
@@ -301,3 +297,12 @@ async fn without_a_secret_webhooks_go_unsigned_but_keep_id_and_timestamp() {
     }
     app.stop().await;
 }
+
+on_both_stores!(
+    a_job_reports_every_stage_in_order_and_ends_completed,
+    a_failing_stage_ends_the_job_with_that_stages_error,
+    the_throttle_sends_at_most_one_progress_per_interval_but_every_status_change,
+    the_trailing_progress_is_sent_when_the_interval_ends,
+    at_most_max_concurrent_jobs_run_and_the_rest_wait_queued,
+    without_a_secret_webhooks_go_unsigned_but_keep_id_and_timestamp,
+);

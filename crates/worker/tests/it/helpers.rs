@@ -1,6 +1,7 @@
-//! Test fixtures: a worker on port 0 with its own store, and a webhook
-//! receiver on port 0 that verifies every delivery and hands it to the test
-//! through a channel, answering as the test's script says.
+//! Test fixtures: a worker on port 0 with its own store (SQLite in a fresh
+//! directory, or a fresh PostgreSQL database on `DATABASE_URL`), and a
+//! webhook receiver on port 0 that verifies every delivery and hands it to
+//! the test through a channel, answering as the test's script says.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,10 +19,112 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use webhook_types::{JobView, WebhookPayload};
 use worker::storage::MediaStore;
+use worker::store::StoreUrl;
 use worker::{Application, ServeConfig};
 
 /// The secret every test worker signs with.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Which implementation of the store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A store of a test's own: a fresh data directory and, for PostgreSQL, a
+/// fresh database on the server `DATABASE_URL` names, dropped again when
+/// this is dropped. Workers started on the same `TestStore` share it (a
+/// restart, or a fleet).
+pub struct TestStore {
+    pub url: StoreUrl,
+    dir: tempfile::TempDir,
+    /// The database to drop, and the server URL to drop it from.
+    database: Option<(String, String)>,
+}
+
+impl TestStore {
+    pub async fn new(kind: StoreKind) -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        match kind {
+            StoreKind::Sqlite => TestStore {
+                url: StoreUrl::Sqlite(None),
+                dir,
+                database: None,
+            },
+            StoreKind::Postgres => {
+                let server = std::env::var("DATABASE_URL").expect(
+                    "DATABASE_URL must name a PostgreSQL server the worker tests may create databases on (scripts/test sets it)",
+                );
+                let name = format!("worker_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server)
+                    .await
+                    .expect("DATABASE_URL answers");
+                sqlx::Executor::execute(
+                    &mut admin,
+                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+                )
+                .await
+                .unwrap();
+                let mut url = url::Url::parse(&server).unwrap();
+                url.set_path(&format!("/{name}"));
+                TestStore {
+                    url: url.as_str().parse().unwrap(),
+                    dir,
+                    database: Some((name, server)),
+                }
+            }
+        }
+    }
+
+    /// The directory a worker on this store keeps its media (and, for
+    /// SQLite, its store) in.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `--store` value for a worker process.
+    #[allow(dead_code)]
+    pub fn url_arg(&self) -> String {
+        match (&self.url, &self.database) {
+            (StoreUrl::Postgres(_), Some((name, server))) => {
+                let mut url = url::Url::parse(server).unwrap();
+                url.set_path(&format!("/{name}"));
+                url.to_string()
+            }
+            _ => "sqlite".to_owned(),
+        }
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let Some((name, server)) = self.database.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on
+        // itself: a short-lived runtime on its own thread drops the
+        // database.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&server).await
+                {
+                    let _ = sqlx::Executor::execute(
+                        &mut admin,
+                        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
 
 /// A worker running in this process.
 pub struct TestApp {
@@ -36,7 +139,8 @@ pub struct TestApp {
     pub state: worker::AppState,
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: Option<tempfile::TempDir>,
+    /// The store, when this worker owns it.
+    store: Option<TestStore>,
 }
 
 /// The configuration tests start from: fast stages, no throttle, a fast
@@ -53,18 +157,21 @@ pub fn test_config(data_dir: &Path) -> ServeConfig {
     c
 }
 
-/// Starts a worker with a fresh store, after `f` adjusts the configuration.
-pub async fn spawn_app(f: impl FnOnce(&mut ServeConfig)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_app_in(dir.path(), f).await;
-    app._dir = Some(dir);
+/// Starts a worker with a fresh store of the given kind, after `f` adjusts
+/// the configuration.
+pub async fn spawn_app(kind: StoreKind, f: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let store = TestStore::new(kind).await;
+    let mut app = spawn_app_on(&store, f).await;
+    app.store = Some(store);
     app
 }
 
-/// Starts a worker on an existing store directory (restarts).
-pub async fn spawn_app_in(data_dir: &Path, f: impl FnOnce(&mut ServeConfig)) -> TestApp {
-    let mut config = test_config(data_dir);
+/// Starts a worker on an existing store (restarts, several workers).
+pub async fn spawn_app_on(store: &TestStore, f: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let mut config = test_config(store.data_dir());
+    config.store = store.url.clone();
     f(&mut config);
+    let data_dir = config.data_dir.clone();
     let app = Application::build(config).await.expect("the worker builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
@@ -74,12 +181,12 @@ pub async fn spawn_app_in(data_dir: &Path, f: impl FnOnce(&mut ServeConfig)) -> 
     TestApp {
         address,
         client: reqwest::Client::new(),
-        data_dir: data_dir.to_owned(),
+        data_dir,
         media,
         state,
         shutdown,
         handle,
-        _dir: None,
+        store: None,
     }
 }
 
@@ -178,15 +285,16 @@ impl TestApp {
         }
     }
 
-    /// Stops the worker and waits for it.
-    pub async fn stop(self) -> Option<tempfile::TempDir> {
+    /// Stops the worker and waits for it; hands back its store if it owned
+    /// one.
+    pub async fn stop(self) -> Option<TestStore> {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle)
             .await
             .expect("the worker stops in time")
             .unwrap()
             .unwrap();
-        self._dir
+        self.store
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Receiver, job, spawn_app, spawn_app_in};
+use crate::helpers::{Receiver, StoreKind, TestStore, job, spawn_app, spawn_app_on};
 
 async fn error_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
@@ -15,9 +15,8 @@ async fn error_of(r: reqwest::Response) -> (u16, Value) {
     (status, body["error"].clone())
 }
 
-#[tokio::test]
-async fn every_invalid_field_is_a_422_naming_it() {
-    let app = spawn_app(|_| {}).await;
+async fn every_invalid_field_is_a_422_naming_it(kind: StoreKind) {
+    let app = spawn_app(kind, |_| {}).await;
     let ok = "https://youtube.com/watch?v=1";
     let cases: Vec<(Value, &str)> = vec![
         (json!({}), "video_url"),
@@ -67,9 +66,8 @@ async fn every_invalid_field_is_a_422_naming_it() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_json_is_400_and_an_oversized_body_413() {
-    let app = spawn_app(|_| {}).await;
+async fn malformed_json_is_400_and_an_oversized_body_413(kind: StoreKind) {
+    let app = spawn_app(kind, |_| {}).await;
     let url = format!("{}/ai-clipping/jobs", app.address);
     for body in [
         "{",
@@ -141,9 +139,8 @@ async fn post_chunked(address: &str, body: &[u8]) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn unknown_things_are_json_404s_and_wrong_methods_405() {
-    let app = spawn_app(|_| {}).await;
+async fn unknown_things_are_json_404s_and_wrong_methods_405(kind: StoreKind) {
+    let app = spawn_app(kind, |_| {}).await;
     let (status, err) = error_of(app.get_job("no-such-job").await).await;
     assert_eq!((status, err["code"].as_str()), (404, Some("not_found")));
     let r = app
@@ -183,9 +180,11 @@ async fn unknown_things_are_json_404s_and_wrong_methods_405() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn with_an_api_token_submission_needs_the_bearer_token() {
-    let app = spawn_app(|c| c.api_token = Some("s3cret-token".parse().unwrap())).await;
+async fn with_an_api_token_submission_needs_the_bearer_token(kind: StoreKind) {
+    let app = spawn_app(kind, |c| {
+        c.api_token = Some("s3cret-token".parse().unwrap())
+    })
+    .await;
     let url = format!("{}/ai-clipping/jobs", app.address);
     let body = json!({"video_url": "https://youtube.com/watch?v=t"});
     for auth in [
@@ -226,11 +225,10 @@ async fn with_an_api_token_submission_needs_the_bearer_token() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_same_external_job_id_returns_the_first_job_even_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_same_external_job_id_returns_the_first_job_even_after_a_restart(kind: StoreKind) {
+    let store = TestStore::new(kind).await;
     let body = json!({"video_url": "https://youtube.com/watch?v=i", "external_job_id": "ext-42"});
-    let app = spawn_app_in(dir.path(), |_| {}).await;
+    let app = spawn_app_on(&store, |_| {}).await;
     let first = app.submit_ok(body.clone()).await;
     let again = app.submit_ok(body.clone()).await;
     assert_eq!(first, again);
@@ -242,7 +240,7 @@ async fn the_same_external_job_id_returns_the_first_job_even_after_a_restart() {
     assert_ne!(first, other);
     app.stop().await;
 
-    let app = spawn_app_in(dir.path(), |_| {}).await;
+    let app = spawn_app_on(&store, |_| {}).await;
     let after_restart = app.submit_ok(body).await;
     assert_eq!(first, after_restart);
     app.stop().await;
@@ -257,9 +255,8 @@ async fn try_callback(app: &crate::helpers::TestApp, callback: &str) -> (u16, Va
     (status, r.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn the_callback_policy_refuses_internal_addresses_at_submission() {
-    let strict = spawn_app(|c| c.allow_private_callbacks = false).await;
+async fn the_callback_policy_refuses_internal_addresses_at_submission(kind: StoreKind) {
+    let strict = spawn_app(kind, |c| c.allow_private_callbacks = false).await;
     for url in [
         "http://127.0.0.1:9/x",
         "http://localhost:9/x",
@@ -299,7 +296,7 @@ async fn the_callback_policy_refuses_internal_addresses_at_submission() {
     strict.stop().await;
 
     // --allow-private-callbacks lifts loopback and private, never the rest.
-    let open = spawn_app(|c| c.allow_private_callbacks = true).await;
+    let open = spawn_app(kind, |c| c.allow_private_callbacks = true).await;
     for url in [
         "http://127.0.0.1:9/x",
         "http://localhost:9/x",
@@ -318,7 +315,7 @@ async fn the_callback_policy_refuses_internal_addresses_at_submission() {
     open.stop().await;
 
     // --callback-allow lifts only what it names.
-    let listed = spawn_app(|c| {
+    let listed = spawn_app(kind, |c| {
         c.allow_private_callbacks = false;
         c.callback_allow = vec!["localhost".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
     })
@@ -336,8 +333,7 @@ async fn the_callback_policy_refuses_internal_addresses_at_submission() {
     listed.stop().await;
 }
 
-#[tokio::test]
-async fn the_policy_is_checked_again_before_every_attempt() {
+async fn the_policy_is_checked_again_before_every_attempt(kind: StoreKind) {
     // Accepted by a permissive worker, the jobs' deliveries are then resumed
     // by a strict one on the same store: they must not reach the receiver,
     // whether the callback is an address literal (checked by the sender) or
@@ -345,11 +341,10 @@ async fn the_policy_is_checked_again_before_every_attempt() {
     // The receiver fails everything while the permissive worker runs, so the
     // deliveries stay pending.
     let mut rx = Receiver::start(|_| crate::helpers::Reply::status(500)).await;
-    let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new(kind).await;
     let port = rx.addr.port();
     let schedule = "0,10s,10s,10s,10s,10s";
-    let permissive =
-        spawn_app_in(dir.path(), |c| c.retry_schedule = schedule.parse().unwrap()).await;
+    let permissive = spawn_app_on(&store, |c| c.retry_schedule = schedule.parse().unwrap()).await;
     let literal = permissive
         .submit_ok(job(
             "https://youtube.com/watch?v=l",
@@ -374,7 +369,7 @@ async fn the_policy_is_checked_again_before_every_attempt() {
     // The permissive worker has stopped: whatever it sent is in already.
     let _ = rx.drain_now();
 
-    let strict = spawn_app_in(dir.path(), |c| {
+    let strict = spawn_app_on(&store, |c| {
         c.allow_private_callbacks = false;
         c.retry_schedule = schedule.parse().unwrap();
     })
@@ -406,12 +401,11 @@ async fn the_policy_is_checked_again_before_every_attempt() {
     strict.stop().await;
 }
 
-#[tokio::test]
-async fn an_allowed_host_name_is_resolved_checked_and_delivered_to() {
+async fn an_allowed_host_name_is_resolved_checked_and_delivered_to(kind: StoreKind) {
     // The delivery goes through the policy's resolver (a name, not an
     // address literal) and reaches the receiver on the checked address.
     let mut rx = Receiver::ok().await;
-    let app = spawn_app(|c| {
+    let app = spawn_app(kind, |c| {
         c.allow_private_callbacks = false;
         c.callback_allow = vec!["localhost".parse().unwrap()];
     })
@@ -424,3 +418,14 @@ async fn an_allowed_host_name_is_resolved_checked_and_delivered_to() {
     assert!(got.iter().all(|r| r.path == "/named" && r.verified));
     app.stop().await;
 }
+
+on_both_stores!(
+    every_invalid_field_is_a_422_naming_it,
+    malformed_json_is_400_and_an_oversized_body_413,
+    unknown_things_are_json_404s_and_wrong_methods_405,
+    with_an_api_token_submission_needs_the_bearer_token,
+    the_same_external_job_id_returns_the_first_job_even_after_a_restart,
+    the_callback_policy_refuses_internal_addresses_at_submission,
+    the_policy_is_checked_again_before_every_attempt,
+    an_allowed_host_name_is_resolved_checked_and_delivered_to,
+);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use webhook_types::{Event, WebhookPayload};
 
-use crate::helpers::{Receiver, job, spawn_app};
+use crate::helpers::{Receiver, StoreKind, job, spawn_app};
 
 /// The repository's root.
 fn root() -> PathBuf {
@@ -93,7 +93,7 @@ pub fn validate_with_python(python: &Path, document: &str) {
 
 #[tokio::test]
 async fn the_served_document_is_the_committed_one_and_valid() {
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(StoreKind::Sqlite, |_| {}).await;
     let r = app
         .client
         .get(format!("{}/openapi.json", app.address))
@@ -116,7 +116,7 @@ async fn the_served_document_is_the_committed_one_and_valid() {
 
 #[tokio::test]
 async fn the_docs_page_is_bundled_and_reads_the_document() {
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(StoreKind::Sqlite, |_| {}).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -172,7 +172,7 @@ async fn the_docs_page_is_bundled_and_reads_the_document() {
 #[tokio::test]
 async fn every_documented_operation_is_served_and_nothing_else_is_routed() {
     let mut receiver = Receiver::ok().await;
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(StoreKind::Sqlite, |_| {}).await;
     let job_id = app
         .submit_ok(job("sim://demo", &receiver.url("/hook"), 1))
         .await;

@@ -1,7 +1,6 @@
 //! The worker as a process: killed with SIGKILL and restarted on the same
 //! store, stopped with SIGTERM, and its command-line tools.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use webhook_types::{Event, JobState, JobView};
 
-use crate::helpers::{Received, Receiver, Reply, SECRET, free_port, job};
+use crate::helpers::{Received, Receiver, Reply, SECRET, StoreKind, TestStore, free_port, job};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clipping-worker");
 const T: Duration = Duration::from_secs(15);
@@ -22,9 +21,10 @@ struct WorkerProcess {
 
 /// Variables that would change the worker's configuration behind the
 /// test's back.
-const ENV: [&str; 13] = [
+const ENV: [&str; 14] = [
     "WORKER_LISTEN",
     "WORKER_DATA_DIR",
+    "WORKER_STORE",
     "WEBHOOK_SECRET",
     "WORKER_ENGINE",
     "WORKER_MAX_CONCURRENT_JOBS",
@@ -47,16 +47,18 @@ fn command(args: &[&str]) -> Command {
     cmd
 }
 
-/// Starts `serve` on `data_dir` with test settings: `stage_ms` per simulated
+/// Starts `serve` on `store` with test settings: `stage_ms` per simulated
 /// stage, and `extra` flags.
-async fn spawn_worker(data_dir: &Path, stage_ms: u64, extra: &[&str]) -> WorkerProcess {
+async fn spawn_worker(store: &TestStore, stage_ms: u64, extra: &[&str]) -> WorkerProcess {
     let port = free_port();
     let stage_ms = stage_ms.to_string();
     let listen = format!("127.0.0.1:{port}");
+    let data_dir = store.data_dir();
+    let store_url = store.url_arg();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(data_dir.with_extension("log"))
+        .open(data_dir.join("worker.log"))
         .unwrap();
     let mut args = vec![
         "serve",
@@ -64,6 +66,8 @@ async fn spawn_worker(data_dir: &Path, stage_ms: u64, extra: &[&str]) -> WorkerP
         &listen,
         "--data-dir",
         data_dir.to_str().unwrap(),
+        "--store",
+        &store_url,
         "--webhook-secret",
         SECRET,
         "--allow-private-callbacks",
@@ -136,10 +140,10 @@ impl WorkerProcess {
 
     /// The job's deliveries as `webhooks list --json` prints them, once none
     /// is pending any more: from then on, nothing more is sent for it.
-    async fn settled_ledger(&self, dir: &Path, job_id: &str) -> Vec<serde_json::Value> {
+    async fn settled_ledger(&self, store: &TestStore, job_id: &str) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + T;
         loop {
-            let lines = ledger(dir, job_id).await;
+            let lines = ledger(store, job_id).await;
             if !lines.is_empty() && lines.iter().all(|d| d["status"] != "pending") {
                 return lines;
             }
@@ -158,20 +162,22 @@ impl WorkerProcess {
     }
 }
 
+/// The `--data-dir` and `--store` flags of a command on `store`.
+fn store_flags(store: &TestStore) -> [String; 4] {
+    [
+        "--data-dir".to_owned(),
+        store.data_dir().to_str().unwrap().to_owned(),
+        "--store".to_owned(),
+        store.url_arg(),
+    ]
+}
+
 /// `webhooks list --json --job` on a store, one JSON value per delivery.
-async fn ledger(dir: &Path, job_id: &str) -> Vec<serde_json::Value> {
-    let out = command(&[
-        "webhooks",
-        "list",
-        "--json",
-        "--job",
-        job_id,
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ])
-    .output()
-    .await
-    .unwrap();
+async fn ledger(store: &TestStore, job_id: &str) -> Vec<serde_json::Value> {
+    let flags = store_flags(store);
+    let mut args = vec!["webhooks", "list", "--json", "--job", job_id];
+    args.extend(flags.iter().map(String::as_str));
+    let out = command(&args).output().await.unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -190,10 +196,10 @@ fn for_job<'a>(got: &'a [Received], job_id: &str) -> Vec<&'a Received> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
+async fn a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_restart(
+    kind: StoreKind,
+) {
+    let dir = TestStore::new(kind).await;
     let mut rx = Receiver::start(|_| Reply::status(500)).await;
     let schedule = [
         "--retry-schedule",
@@ -240,16 +246,10 @@ async fn a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_resta
     let lines = ledger(&dir, &job_id).await;
     assert!(lines.iter().any(|d| d["delivery_id"] == completed_id));
     // And `webhooks redeliver` reaches the running worker through the store.
-    let out = command(&[
-        "webhooks",
-        "redeliver",
-        &completed_id,
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ])
-    .output()
-    .await
-    .unwrap();
+    let flags = store_flags(&dir);
+    let mut args = vec!["webhooks", "redeliver", &completed_id];
+    args.extend(flags.iter().map(String::as_str));
+    let out = command(&args).output().await.unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -260,10 +260,8 @@ async fn a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_resta
     worker.kill().await;
 }
 
-#[tokio::test]
-async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
+async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart(kind: StoreKind) {
+    let dir = TestStore::new(kind).await;
     let mut rx = Receiver::ok().await;
     let worker = spawn_worker(&dir, 10, &[]).await;
     // Each stage of this job lasts ten minutes: the kill lands inside the
@@ -329,8 +327,8 @@ async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart()
 
 #[tokio::test]
 async fn healthcheck_passes_against_a_ready_worker_and_fails_against_none() {
-    let tmp = tempfile::tempdir().unwrap();
-    let worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
+    let store = TestStore::new(StoreKind::Sqlite).await;
+    let worker = spawn_worker(&store, 10, &[]).await;
     let ready = format!("{}/readyz", worker.address);
     let ok = command(&["healthcheck", "--url", &ready])
         .status()
@@ -355,8 +353,8 @@ async fn healthcheck_passes_against_a_ready_worker_and_fails_against_none() {
 
 #[tokio::test]
 async fn sigterm_stops_the_worker_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
+    let store = TestStore::new(StoreKind::Sqlite).await;
+    let mut worker = spawn_worker(&store, 10, &[]).await;
     let pid = worker.child.id().unwrap().to_string();
     let began = Instant::now();
     let st = Command::new("kill")
@@ -400,8 +398,8 @@ async fn listen_verifies_and_prints_each_delivery() {
             }
         }
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
+    let store = TestStore::new(StoreKind::Sqlite).await;
+    let worker = spawn_worker(&store, 10, &[]).await;
     let job_id = worker
         .submit(job("https://youtube.com/watch?v=l", &url, 1))
         .await;
@@ -465,8 +463,8 @@ async fn a_busy_port_fails_before_the_data_dir_is_created() {
 
 #[tokio::test]
 async fn an_expected_cli_failure_is_one_line_without_a_backtrace() {
-    let tmp = tempfile::tempdir().unwrap();
-    let worker = spawn_worker(&tmp.path().join("store"), 10, &[]).await;
+    let store = TestStore::new(StoreKind::Sqlite).await;
+    let worker = spawn_worker(&store, 10, &[]).await;
     // A request the worker refuses with 422.
     let text = failure_of(&[
         "submit",
@@ -499,4 +497,50 @@ async fn ledger_commands_on_a_missing_store_say_where_they_looked_and_create_not
         assert!(text.contains("not-a-store"), "{text}");
         assert!(!data_dir.exists(), "{args:?} created the data dir");
     }
+    // On PostgreSQL: a database where no worker ever ran has no store, and
+    // the commands do not make one.
+    let empty = TestStore::new(StoreKind::Postgres).await;
+    let url = empty.url_arg();
+    for args in [
+        vec!["webhooks", "list", "--store", &url],
+        vec!["webhooks", "redeliver", "msg_x", "--store", &url],
+    ] {
+        let text = failure_of(&args).await;
+        assert!(text.contains("no worker store at"), "{text}");
+        assert!(text.contains("clipping_worker"), "{text}");
+    }
 }
+
+#[tokio::test]
+async fn migrate_creates_the_store_that_the_ledger_commands_then_read() {
+    for kind in [StoreKind::Sqlite, StoreKind::Postgres] {
+        let store = TestStore::new(kind).await;
+        let flags = store_flags(&store);
+        let mut list = vec!["webhooks", "list", "--json"];
+        list.extend(flags.iter().map(String::as_str));
+        let before = command(&list).output().await.unwrap();
+        assert!(!before.status.success(), "{kind:?}: no store yet");
+        let mut migrate = vec!["migrate"];
+        migrate.extend(flags.iter().map(String::as_str));
+        for _ in 0..2 {
+            let out = command(&migrate).output().await.unwrap();
+            assert!(
+                out.status.success(),
+                "{kind:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let after = command(&list).output().await.unwrap();
+        assert!(
+            after.status.success(),
+            "{kind:?}: {}",
+            String::from_utf8_lossy(&after.stderr)
+        );
+        assert!(after.stdout.is_empty(), "{kind:?}: an empty ledger");
+    }
+}
+
+on_both_stores!(
+    a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_restart,
+    a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart,
+);

@@ -22,7 +22,7 @@ use signing::SecretSet;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::helpers::{SECRET, job, spawn_app};
+use crate::helpers::{SECRET, StoreKind, job, spawn_app};
 
 fn python() -> Option<PathBuf> {
     match std::env::var_os("STANDARDWEBHOOKS_PYTHON") {
@@ -153,7 +153,7 @@ async fn the_node_receiver_example_verifies_and_validates_real_deliveries() {
 
 /// Real deliveries, a replay, a duplicate, tampered and invalid bodies.
 async fn exercise(mut receiver: ExampleReceiver) {
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(StoreKind::Sqlite, |_| {}).await;
 
     // A real job's real deliveries, signed by the worker.
     let job_id = app.submit_ok(job("sim://example", &receiver.url, 2)).await;

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use url::Url;
 use worker::storage::{MediaStore, S3_PART_BYTES, StorageTarget};
 
-use crate::helpers::{free_port, spawn_app};
+use crate::helpers::{StoreKind, free_port, spawn_app};
 
 /// `len` bytes that differ from one offset to the next (so a range taken
 /// from the wrong place cannot compare equal).
@@ -69,7 +69,7 @@ async fn raw_get(address: &str, target: &str) -> (u16, String) {
 #[tokio::test]
 async fn local_media_is_served_with_its_type_ranges_and_head() {
     // Arrange
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(StoreKind::Sqlite, |_| {}).await;
     let src = tempfile::tempdir().unwrap();
     let video = pattern(1000, 7);
     let clip = write_file(src.path(), "render.mp4", &video);
@@ -164,7 +164,7 @@ async fn local_media_is_served_with_its_type_ranges_and_head() {
 async fn media_paths_cannot_leave_the_media_directory() {
     // Arrange: a secret beside the media directory, a file in the staging
     // directory, and one real clip to show the route works at all.
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(StoreKind::Sqlite, |_| {}).await;
     let secret = "top-secret-contents";
     std::fs::write(app.data_dir.join("secret.txt"), secret).unwrap();
     std::fs::write(
@@ -224,7 +224,7 @@ async fn media_paths_cannot_leave_the_media_directory() {
 #[tokio::test]
 async fn local_delete_prefix_removes_whole_segments_only() {
     // Arrange
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_app(StoreKind::Sqlite, |_| {}).await;
     let src = tempfile::tempdir().unwrap();
     let clip = write_file(src.path(), "c.mp4", b"clip");
     let mut urls = Vec::new();
@@ -261,7 +261,7 @@ async fn local_delete_prefix_removes_whole_segments_only() {
 #[tokio::test]
 async fn public_url_is_the_base_of_local_media_urls() {
     // Arrange
-    let app = spawn_app(|c| {
+    let app = spawn_app(StoreKind::Sqlite, |c| {
         c.public_url = Some("https://media.example.com/worker/".parse().unwrap());
     })
     .await;

@@ -1,0 +1,92 @@
+//! The PostgreSQL implementation of the store, which any number of workers
+//! share.
+//!
+//! Every connection's `search_path` is the worker's own schema
+//! ([`PG_SCHEMA`](super::PG_SCHEMA)), created by the migrator together with
+//! its migrations table, so the worker's tables never meet another
+//! service's even in a shared database. Writes need no funnel as in SQLite:
+//! PostgreSQL runs concurrent transactions itself; the group-commit writer
+//! still batches events, which saves commits under load.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::{Durability, PG_SCHEMA};
+
+mod deliveries;
+mod jobs;
+
+/// Connections per worker: the event writer, the ledger writer, readers and
+/// handlers. PostgreSQL's default limit of 100 connections is thus enough
+/// for about a dozen workers.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// A PostgreSQL store; cheap to clone.
+#[derive(Debug, Clone)]
+pub(super) struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    /// Connects to `url`; with `migrate`, creates the worker's schema if
+    /// needed and applies its migrations (under the migrator's advisory
+    /// lock, so workers starting together do it once). Without it, checks
+    /// that the schema is there.
+    pub(super) async fn connect(
+        url: &str,
+        durability: Durability,
+        migrate: bool,
+    ) -> anyhow::Result<Postgres> {
+        let shown = super::StoreUrl::Postgres(url.to_owned()).to_string();
+        let mut options: PgConnectOptions = url
+            .parse()
+            .with_context(|| format!("failed to parse the store URL {shown}"))?;
+        options = options
+            .application_name("clipping-worker")
+            .options([("search_path", PG_SCHEMA)]);
+        if durability == Durability::Normal {
+            options = options.options([("synchronous_commit", "off")]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("failed to connect to the worker store at {shown}"))?;
+        if migrate {
+            let mut migrator = sqlx::migrate!("../../migrations/worker-postgres");
+            migrator.create_schema(PG_SCHEMA);
+            migrator.dangerous_set_table_name(format!("{PG_SCHEMA}._sqlx_migrations"));
+            migrator.run(&pool).await.with_context(|| {
+                format!("failed to apply the worker store migrations at {shown}")
+            })?;
+        } else {
+            let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+                .bind(format!("{PG_SCHEMA}.jobs"))
+                .fetch_one(&pool)
+                .await
+                .with_context(|| format!("failed to read the worker store at {shown}"))?;
+            if found.is_none() {
+                pool.close().await;
+                anyhow::bail!(
+                    "no worker store at {shown} (no schema {PG_SCHEMA} with its tables; `clipping-worker migrate --store …` or `serve` creates it)"
+                );
+            }
+        }
+        Ok(Postgres { pool })
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
