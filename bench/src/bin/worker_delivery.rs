@@ -193,15 +193,19 @@ async fn run(
     rate: Option<u64>,
     rx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
 ) -> anyhow::Result<RunResult> {
-    // Create the jobs directly in the store: the benchmark drives the
-    // reporter itself, so the pipeline must not pick them up.
+    // Create the jobs directly in the store, held by the benchmark: it
+    // drives their reporters itself, so no dispatcher may claim them.
     let mut rows = Vec::new();
     for i in 0..args.jobs {
         let mut req = ClippingJobRequest::new("https://youtube.com/watch?v=bench");
         req.callback_url = Some(callback.to_owned());
         req.owner_user_id = Some("user_bench".into());
         let job_id = format!("{name}-{i:03}");
-        match state.store.insert_job(&job_id, &req).await? {
+        match state
+            .store
+            .insert_held_job(&job_id, &req, "bench", i64::MAX)
+            .await?
+        {
             Inserted::Created(row) => rows.push(row),
             Inserted::Existing(_) => anyhow::bail!("job {job_id} exists"),
         }

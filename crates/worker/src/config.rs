@@ -14,6 +14,7 @@ use signing::SecretSet;
 use url::Url;
 
 use crate::backoff::{DEFAULT_SCHEDULE, RetrySchedule};
+use crate::clock::Clock;
 use crate::pipeline::ffmpeg::FfmpegConfig;
 use crate::pipeline::ffmpeg::fetch::FetchConfig;
 use crate::policy::{AllowRule, CallbackPolicy};
@@ -266,6 +267,26 @@ pub struct ServeConfig {
     /// fsync per commit.
     #[arg(long, env = "WORKER_DURABILITY", value_enum, default_value_t = Durability::Full)]
     pub durability: Durability,
+
+    /// How long a worker's claim on a job lasts without renewal, in
+    /// milliseconds; it is renewed every third of that while the job runs.
+    /// A worker that dies is noticed this long after its last renewal: its
+    /// job is then failed by another worker (PostgreSQL) or at the next start
+    /// (SQLite).
+    #[arg(long, env = "WORKER_JOB_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(30..))]
+    pub job_lease_ms: u64,
+
+    /// How often an idle worker looks at the queue without being woken, in
+    /// milliseconds: only the fallback for a lost wake-up (PostgreSQL's
+    /// notifications wake idle workers at once).
+    #[arg(long, env = "WORKER_QUEUE_POLL_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue_poll_ms: u64,
+
+    /// The clock job leases are judged by: the system's, except in tests.
+    #[arg(skip)]
+    pub clock: Clock,
 }
 
 impl ServeConfig {
@@ -300,6 +321,9 @@ impl ServeConfig {
             storage: StorageTarget::Local,
             public_url: None,
             durability: Durability::Full,
+            job_lease_ms: 30_000,
+            queue_poll_ms: 5_000,
+            clock: Clock::system(),
         }
     }
 

@@ -21,7 +21,8 @@
 //! - Per job, events are delivered in `sequence` order; an overtaken
 //!   `job.progress` is superseded (never sent), the other events never are.
 //! - Every job ends with exactly one terminal event; a job a crash cut short
-//!   mid-pipeline is failed at the next start (see [`jobs`]).
+//!   mid-pipeline is failed by the worker that takes its lease over (on
+//!   SQLite, at the next start; see [`jobs`]).
 //! - Callbacks are checked against the policy at submission and again, on
 //!   the resolved address, before every attempt; a refusal at attempt time is
 //!   recorded and retried like a connection error (the DNS answer or the
@@ -32,9 +33,9 @@
 //!   OpenAPI document generated from them, and the `/docs` page.
 //! - [`store`]: every query (jobs, outbox, attempts), on SQLite or
 //!   PostgreSQL.
-//! - [`jobs`]: the queue, the runner and start-up recovery. **A job a crash
-//!   interrupted mid-pipeline is failed at the next start, not re-run**; see
-//!   the module docs for why.
+//! - [`jobs`]: claims, leases, the runner and takeover. **A job a crash
+//!   interrupted mid-pipeline is failed, not re-run**; see the module docs
+//!   for why.
 //! - [`pipeline`]: the engine trait and the [`pipeline::simulated`] engine
 //!   (demos, tests, load tests).
 //! - [`reporter`] and [`throttle`]: the event rules and the progress

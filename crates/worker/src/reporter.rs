@@ -32,7 +32,7 @@ use webhook_types::{
 
 use crate::clock::now_ms;
 use crate::sender::{Outbox, QueuedDelivery};
-use crate::store::{JobRow, JobUpdate, NewDelivery, Store};
+use crate::store::{JobRow, JobUpdate, NewDelivery, RecordError, Store};
 use crate::throttle::Throttle;
 
 /// One progress report of a pipeline stage.
@@ -100,9 +100,22 @@ pub enum ReportError {
     /// The event would break the event rules (a bug in the caller).
     #[error("event out of order: {0}")]
     OutOfOrder(&'static str),
+    /// Another worker took the job over (its lease, or its sequence, moved
+    /// on); nothing was emitted, and nothing more may be.
+    #[error("the job was taken over by another worker")]
+    TakenOver,
     /// The store refused the write; nothing was emitted.
     #[error("failed to record the event")]
     Store(#[from] sqlx::Error),
+}
+
+impl From<RecordError> for ReportError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Fenced => ReportError::TakenOver,
+            RecordError::Db(e) => ReportError::Store(e),
+        }
+    }
 }
 
 /// One job's event stream. Owned by whoever runs the job; never shared, so
@@ -115,6 +128,9 @@ pub struct Reporter {
     external_job_id: Option<String>,
     owner_user_id: Option<String>,
     callback_url: Option<String>,
+    /// The lease holder this reporter writes as: every event's write is
+    /// fenced on it (see [`crate::jobs`]).
+    lease_owner: Option<String>,
     /// Sequence of the last emitted event; 0 before `job.started`.
     sequence: u64,
     /// Status of the last emitted event.
@@ -138,6 +154,7 @@ impl Reporter {
             external_job_id: job.external_job_id.clone(),
             owner_user_id: job.owner_user_id.clone(),
             callback_url: job.callback_url.clone(),
+            lease_owner: job.lease_owner.clone(),
             sequence: job.last_sequence,
             status: job.state.pipeline_status(),
             progress: job.progress_percent,
@@ -262,6 +279,7 @@ impl Reporter {
             error,
             output,
             sequence,
+            lease_owner: self.lease_owner.clone(),
         };
         let delivery = self.callback_url.as_ref().map(|url| NewDelivery {
             delivery_id: signing::new_message_id(),
@@ -294,7 +312,8 @@ impl Reporter {
 
     /// Emits a terminal event, retrying while the store refuses, because a
     /// job must end with exactly one terminal event. Gives up only when the
-    /// worker shuts down; the job is then failed at the next start.
+    /// worker shuts down or loses the job's lease; the job is then failed by
+    /// whoever takes the lease over.
     pub async fn finish(&mut self, draft: Draft, cancel: &CancellationToken) {
         let mut delay = Duration::from_millis(100);
         loop {
@@ -302,6 +321,10 @@ impl Reporter {
                 Ok(_) => return,
                 Err(ReportError::OutOfOrder(why)) => {
                     tracing::error!(job_id = %self.job_id, why, "terminal event refused");
+                    return;
+                }
+                Err(ReportError::TakenOver) => {
+                    tracing::warn!(job_id = %self.job_id, "terminal event not written: another worker took the job over");
                     return;
                 }
                 Err(e) => {

@@ -46,6 +46,8 @@ pub struct Application {
     jobs: TaskTracker,
     sender: SenderTasks,
     grace: Duration,
+    /// This process's job lease owner id.
+    owner: Arc<str>,
 }
 
 impl Application {
@@ -111,23 +113,33 @@ impl Application {
             }
         };
         let jobs_tracker = TaskTracker::new();
+        // Unique per start: a restarted worker never takes its previous
+        // life's leases for its own.
+        let owner: Arc<str> = format!("{}-{}", host_name(), uuid::Uuid::new_v4().simple()).into();
         let ctx = RunnerContext {
             store: store.clone(),
             outbox: outbox.clone(),
             engine: engine.clone(),
             progress_interval: config.progress_interval(),
             cancel: shutdown.clone(),
+            owner: owner.clone(),
+            clock: config.clock.clone(),
+            lease: Duration::from_millis(config.job_lease_ms),
+            poll: Duration::from_millis(config.queue_poll_ms),
         };
-        let queue = jobs::start(
-            ctx.clone(),
-            config.max_concurrent_jobs as usize,
-            jobs_tracker.clone(),
-        );
+        // Settle what the last run left before the dispatcher claims.
+        let queue = jobs::JobQueue::new(&store);
         jobs::recover(&ctx, &queue)
             .await
             .context("failed to recover jobs from the store")?;
+        jobs::start(
+            ctx.clone(),
+            queue.clone(),
+            config.max_concurrent_jobs as usize,
+            jobs_tracker.clone(),
+        );
         let port = bound.port();
-        tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), store = %config.store, "clipping-worker ready");
+        tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), store = %config.store, %owner, "clipping-worker ready");
         let state = AppState {
             store,
             queue,
@@ -146,6 +158,7 @@ impl Application {
             jobs: jobs_tracker,
             sender,
             grace,
+            owner,
         })
     }
 
@@ -169,6 +182,7 @@ impl Application {
             jobs,
             sender,
             grace,
+            owner,
             ..
         } = self;
         let store = state.store.clone();
@@ -197,11 +211,28 @@ impl Application {
         if tokio::time::timeout(grace, jobs.wait()).await.is_err() {
             tracing::warn!("job tasks did not stop in time");
         }
+        // Jobs cut short are failed by whoever takes them over: on
+        // PostgreSQL another worker, at once rather than a lease later.
+        if store.is_shared()
+            && let Err(e) = store.abandon_jobs(&owner).await
+        {
+            tracing::warn!(error = ?e, "failed to hand this worker's unfinished jobs over");
+        }
         sender.shutdown().await;
         store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// This machine's name, for lease owner ids that say where a job runs.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned())
 }
 
 /// `--public-url`, or `http://<bound address>` (with a wildcard address

@@ -23,9 +23,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use webhook_types::ClippingJobRequest;
 
@@ -45,6 +46,10 @@ pub const DB_FILE: &str = "worker.db";
 /// migrations table), so that it can share a database with other services
 /// without ever touching their tables.
 pub const PG_SCHEMA: &str = "clipping_worker";
+
+/// The PostgreSQL notification channel that announces a new queued job (or
+/// one released back to the queue), to wake idle workers' dispatchers.
+pub const JOBS_CHANNEL: &str = "clipping_worker_jobs";
 
 /// Most events committed in one transaction.
 const EVENT_BATCH: usize = 256;
@@ -139,6 +144,22 @@ pub struct Store {
     /// The writer and each implementation's own background tasks;
     /// [`Store::close`] stops and awaits them before closing the pools.
     tasks: service::BackgroundTasks,
+    /// Woken when a job may be waiting to be claimed: by this process's
+    /// intake, and on PostgreSQL by other workers' notifications.
+    job_wakeups: Arc<Notify>,
+}
+
+/// Why an event was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The job's row no longer names the event's writer as its lease holder,
+    /// or its `last_sequence` is not the one the event continues: another
+    /// worker took the job over. Nothing was written.
+    #[error("the job was taken over by another worker")]
+    Fenced,
+    /// The database refused or could not be reached.
+    #[error("the store failed")]
+    Db(#[from] sqlx::Error),
 }
 
 /// The implementation behind a [`Store`].
@@ -163,7 +184,7 @@ macro_rules! on_backend {
 pub(crate) struct EventWrite {
     pub(crate) update: JobUpdate,
     pub(crate) delivery: Option<NewDelivery>,
-    done: oneshot::Sender<Result<tokio::time::Instant, sqlx::Error>>,
+    done: oneshot::Sender<Result<tokio::time::Instant, RecordError>>,
 }
 
 impl Store {
@@ -233,18 +254,41 @@ impl Store {
     fn start(backend: Backend) -> Store {
         let (events, rx) = mpsc::unbounded_channel();
         let tasks = service::BackgroundTasks::new();
+        let job_wakeups = Arc::new(Notify::new());
         tasks.spawn(
             "event writer",
             run_event_writer(backend.clone(), rx, tasks.token()),
         );
-        if let Backend::Sqlite(s) = &backend {
-            tasks.spawn("checkpointer", s.clone().run_checkpointer(tasks.token()));
+        match &backend {
+            Backend::Sqlite(s) => {
+                tasks.spawn("checkpointer", s.clone().run_checkpointer(tasks.token()));
+            }
+            Backend::Postgres(p) => {
+                tasks.spawn(
+                    "notification listener",
+                    p.clone().run_listener(job_wakeups.clone(), tasks.token()),
+                );
+            }
         }
         Store {
             backend,
             events,
             tasks,
+            job_wakeups,
         }
+    }
+
+    /// Woken when a job may be waiting to be claimed (see
+    /// [`crate::jobs`]).
+    pub fn job_wakeups(&self) -> Arc<Notify> {
+        self.job_wakeups.clone()
+    }
+
+    /// Whether other workers may share this store (PostgreSQL), so that
+    /// leases decide who works on what; on SQLite the store is one
+    /// process's alone.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Which implementation this is, for logs and metrics.
@@ -269,7 +313,20 @@ impl Store {
         job_id: &str,
         request: &ClippingJobRequest,
     ) -> Result<Inserted, sqlx::Error> {
-        on_backend!(&self.backend, b => b.insert_job(job_id, request).await)
+        on_backend!(&self.backend, b => b.insert_job(job_id, request, None).await)
+    }
+
+    /// As [`Store::insert_job`], but the new job is held by `owner` until
+    /// `expires_at` from the start, so no dispatcher claims it: for tools,
+    /// tests and benchmarks that drive its reporter themselves.
+    pub async fn insert_held_job(
+        &self,
+        job_id: &str,
+        request: &ClippingJobRequest,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<Inserted, sqlx::Error> {
+        on_backend!(&self.backend, b => b.insert_job(job_id, request, Some((owner, expires_at))).await)
     }
 
     /// A job by the worker's id.
@@ -287,9 +344,58 @@ impl Store {
         on_backend!(&self.backend, b => b.interrupted_jobs().await)
     }
 
+    /// Claims the oldest queued job that nobody holds for `owner`, with a
+    /// lease until `expires_at` (Unix ms); `None` when there is none. Two
+    /// claims, from any workers, never get the same job.
+    pub async fn claim_job(
+        &self,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<Option<JobRow>, sqlx::Error> {
+        on_backend!(&self.backend, b => b.claim_job(owner, expires_at).await)
+    }
+
+    /// Extends `owner`'s lease of a job to `expires_at`; `false` when
+    /// `owner` no longer holds it.
+    pub async fn renew_job_lease(
+        &self,
+        job_id: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_backend!(&self.backend, b => b.renew_job_lease(job_id, owner, expires_at).await)
+    }
+
+    /// Gives up `owner`'s lease of a job, so any worker can claim it.
+    pub async fn release_job(&self, job_id: &str, owner: &str) -> Result<(), sqlx::Error> {
+        on_backend!(&self.backend, b => b.release_job(job_id, owner).await)
+    }
+
+    /// Takes over, for `owner` until `expires_at`, every unfinished job
+    /// whose lease ran out before `now`, and returns them, oldest first.
+    /// Each expired lease is taken by exactly one caller.
+    pub async fn take_expired_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<JobRow>, sqlx::Error> {
+        on_backend!(&self.backend, b => b.take_expired_jobs(owner, now, expires_at).await)
+    }
+
+    /// Expires every lease `owner` holds on an unfinished job at once, so
+    /// that other workers take those jobs over at their next look instead
+    /// of a lease later (a worker shutting down).
+    pub async fn abandon_jobs(&self, owner: &str) -> Result<(), sqlx::Error> {
+        on_backend!(&self.backend, b => b.abandon_jobs(owner).await)
+    }
+
     /// Writes a job's new state and, when it has a callback, the event's
     /// delivery, in one transaction: the outbox row exists before any attempt
-    /// and never without the state it reports.
+    /// and never without the state it reports. The write is fenced: it
+    /// commits only while the job's row names `update.lease_owner` and its
+    /// `last_sequence` is the one before `update.sequence`
+    /// ([`RecordError::Fenced`] otherwise).
     ///
     /// Events of all jobs go through one writer task that commits every event
     /// waiting at that moment in a single transaction (group commit): under
@@ -300,7 +406,7 @@ impl Store {
         &self,
         update: &JobUpdate,
         delivery: Option<&NewDelivery>,
-    ) -> Result<tokio::time::Instant, sqlx::Error> {
+    ) -> Result<tokio::time::Instant, RecordError> {
         let (done, result) = oneshot::channel();
         self.events
             .send(EventWrite {
@@ -410,25 +516,55 @@ async fn run_event_writer(
                     let _ = w.done.send(result);
                 }
             }
-            Err(e) => {
+            Err(RecordError::Fenced) => {
                 for w in batch.drain(..) {
-                    let _ = w.done.send(Err(sqlx::Error::Protocol(e.to_string())));
+                    let _ = w.done.send(Err(RecordError::Fenced));
+                }
+            }
+            Err(RecordError::Db(e)) => {
+                for w in batch.drain(..) {
+                    let _ = w
+                        .done
+                        .send(Err(sqlx::Error::Protocol(e.to_string()).into()));
                 }
             }
         }
     }
 }
 
-async fn write_events(backend: &Backend, batch: &[EventWrite]) -> Result<(), sqlx::Error> {
+async fn write_events(backend: &Backend, batch: &[EventWrite]) -> Result<(), RecordError> {
     // Only the newest state of each job needs writing; a batch is in
-    // emission order, and one job's events come from one task in order.
-    let mut newest: std::collections::HashMap<&str, &JobUpdate> = std::collections::HashMap::new();
+    // emission order, and one job's events come from one task in order, so
+    // the job's row must stand at the sequence before its first event here.
+    let mut newest: std::collections::HashMap<&str, FencedUpdate<'_>> =
+        std::collections::HashMap::new();
     for w in batch {
-        newest.insert(&w.update.job_id, &w.update);
+        newest
+            .entry(&w.update.job_id)
+            .and_modify(|f| f.update = &w.update)
+            .or_insert(FencedUpdate {
+                update: &w.update,
+                after: w.update.sequence.saturating_sub(1) as i64,
+            });
     }
-    let updates: Vec<&JobUpdate> = newest.into_values().collect();
+    let updates: Vec<FencedUpdate<'_>> = newest.into_values().collect();
     let deliveries: Vec<&NewDelivery> = batch.iter().filter_map(|w| w.delivery.as_ref()).collect();
-    on_backend!(backend, b => b.write_events(&updates, &deliveries).await)
+    // The implementations roll back when a job's row did not match.
+    let written = on_backend!(backend, b => b.write_events(&updates, &deliveries).await)?;
+    if written {
+        Ok(())
+    } else {
+        Err(RecordError::Fenced)
+    }
+}
+
+/// A job's newest state in a batch of events, and the `last_sequence` its
+/// row must have (with `update.lease_owner` as its holder) for the batch to
+/// commit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FencedUpdate<'a> {
+    pub(crate) update: &'a JobUpdate,
+    pub(crate) after: i64,
 }
 
 /// The last decision per delivery of a ledger batch (a batch is in decision

@@ -37,6 +37,8 @@ pub struct JobRow {
     pub output: Option<JobOutput>,
     /// Sequence of the last emitted event (0 before `job.started`).
     pub last_sequence: u64,
+    /// The worker holding the job's lease, if any (see [`crate::jobs`]).
+    pub lease_owner: Option<String>,
     /// Acceptance time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -95,6 +97,10 @@ pub struct JobUpdate {
     pub output: Option<JobOutput>,
     /// The event's sequence, which becomes the job's `last_sequence`.
     pub sequence: u64,
+    /// The lease holder the event is written by: the write only commits
+    /// while the row still names it (`None`: a job nobody holds, as in
+    /// tools and benchmarks that drive a reporter directly).
+    pub lease_owner: Option<String>,
 }
 
 /// A webhook message to store in the outbox before its first attempt.
@@ -287,6 +293,7 @@ pub(crate) struct RawJob {
     error: Option<String>,
     output: Option<String>,
     last_sequence: i64,
+    lease_owner: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -313,6 +320,7 @@ impl TryFrom<RawJob> for JobRow {
             total_clips: r.total_clips.map(|v| v as u32),
             error: r.error,
             last_sequence: r.last_sequence.max(0) as u64,
+            lease_owner: r.lease_owner,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })

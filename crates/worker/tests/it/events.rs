@@ -202,7 +202,12 @@ async fn the_trailing_progress_is_sent_when_the_interval_ends(kind: StoreKind) {
     let app = spawn_app(kind, |_| {}).await;
     let request: ClippingJobRequest =
         serde_json::from_value(job("https://youtube.com/watch?v=3", &rx.url("/t"), 3)).unwrap();
-    let row = match app.state.store.insert_job("job_trailing", &request).await {
+    let row = match app
+        .state
+        .store
+        .insert_held_job("job_trailing", &request, "test", i64::MAX)
+        .await
+    {
         Ok(Inserted::Created(row)) => row,
         other => panic!("{other:?}"),
     };

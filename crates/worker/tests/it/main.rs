@@ -23,6 +23,7 @@ macro_rules! on_both_stores {
 mod delivery;
 mod engine;
 mod events;
+mod fleet;
 mod helpers;
 mod intake;
 mod openapi;

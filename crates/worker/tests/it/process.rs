@@ -21,7 +21,7 @@ struct WorkerProcess {
 
 /// Variables that would change the worker's configuration behind the
 /// test's back.
-const ENV: [&str; 14] = [
+const ENV: [&str; 16] = [
     "WORKER_LISTEN",
     "WORKER_DATA_DIR",
     "WORKER_STORE",
@@ -36,6 +36,8 @@ const ENV: [&str; 14] = [
     "WORKER_RETRY_SCHEDULE",
     "LOG_FORMAT",
     "WORKER_DURABILITY",
+    "WORKER_JOB_LEASE_MS",
+    "WORKER_QUEUE_POLL_MS",
 ];
 
 fn command(args: &[&str]) -> Command {
@@ -263,7 +265,10 @@ async fn a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_resta
 async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart(kind: StoreKind) {
     let dir = TestStore::new(kind).await;
     let mut rx = Receiver::ok().await;
-    let worker = spawn_worker(&dir, 10, &[]).await;
+    // On PostgreSQL the job is failed once the dead worker's lease expires
+    // (other workers may be running theirs); on SQLite at the next start.
+    let lease = ["--job-lease-ms", "600"];
+    let worker = spawn_worker(&dir, 10, &lease).await;
     // Each stage of this job lasts ten minutes: the kill lands inside the
     // downloading stage however slowly the test gets there.
     let job_id = worker
@@ -281,7 +286,7 @@ async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart(k
     }
     worker.kill().await;
 
-    let worker = spawn_worker(&dir, 10, &[]).await;
+    let worker = spawn_worker(&dir, 10, &lease).await;
     let after = rx.until_terminal(&job_id, T).await;
     worker.settled_ledger(&dir, &job_id).await;
     let extra = rx.drain_now();
@@ -293,7 +298,13 @@ async fn a_job_killed_mid_pipeline_gets_exactly_one_failed_event_after_restart(k
     assert_eq!(failed.event, Event::Failed);
     assert_eq!(
         failed.error.as_deref(),
-        Some("Job interrupted: the worker restarted while the job was downloading")
+        Some(match kind {
+            StoreKind::Sqlite =>
+                "Job interrupted: the worker restarted while the job was downloading",
+            StoreKind::Postgres => {
+                "Job interrupted: the worker running it stopped while the job was downloading"
+            }
+        })
     );
     assert_eq!(failed.progress_percent.get(), 5.0, "the progress reached");
     // Delivery is at least once: an event delivered just before the kill,

@@ -8,13 +8,16 @@
 //! PostgreSQL runs concurrent transactions itself; the group-commit writer
 //! still batches events, which saves commits under load.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use super::{Durability, PG_SCHEMA};
+use super::{Durability, JOBS_CHANNEL, PG_SCHEMA};
 
 mod deliveries;
 mod jobs;
@@ -88,5 +91,53 @@ impl Postgres {
 
     pub(super) async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Listens for other workers' announcements and wakes this worker's
+    /// dispatcher for each. The listener reconnects by itself after a lost
+    /// connection; notifications sent meanwhile are lost, which the
+    /// dispatcher's slow poll covers. Ends when the store is closed.
+    pub(super) async fn run_listener(self, jobs: Arc<Notify>, stop: CancellationToken) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let listener = async {
+                let mut listener = PgListener::connect_with(&self.pool).await?;
+                listener.listen(JOBS_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = tokio::select! {
+                l = listener => match l {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "failed to listen for the fleet's notifications; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = stop.cancelled() => return,
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+                _ = stop.cancelled() => return,
+            };
+            delay = Duration::from_millis(100);
+            // A notification sent before the listener was up is lost: look
+            // at the queue once.
+            jobs.notify_one();
+            loop {
+                let notification = tokio::select! {
+                    n = listener.recv() => n,
+                    _ = stop.cancelled() => return,
+                };
+                match notification {
+                    Ok(n) if n.channel() == JOBS_CHANNEL => jobs.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "lost the fleet's notifications; listening again");
+                        break;
+                    }
+                }
+            }
+        }
     }
 }

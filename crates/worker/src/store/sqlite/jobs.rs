@@ -6,7 +6,7 @@ use webhook_types::ClippingJobRequest;
 use super::{ROWS_PER_STATEMENT, Sqlite, placeholders};
 use crate::clock::now_ms;
 use crate::store::model::{RawJob, parse_all};
-use crate::store::{Inserted, JobRow, JobUpdate, NewDelivery};
+use crate::store::{FencedUpdate, Inserted, JobRow, NewDelivery};
 
 impl Sqlite {
     /// Stores a new queued job, or returns the existing one when its
@@ -17,13 +17,15 @@ impl Sqlite {
         &self,
         job_id: &str,
         request: &ClippingJobRequest,
+        lease: Option<(&str, i64)>,
     ) -> Result<Inserted, sqlx::Error> {
         let now = now_ms();
         let request_json = serde_json::to_string(request).expect("a request serialises");
         let inserted = sqlx::query(
             "INSERT INTO jobs (job_id, external_job_id, owner_user_id, request, callback_url,
-                               state, progress_percent, current_step, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'queued', 0, 'Queued', ?, ?)
+                               state, progress_percent, current_step, created_at, updated_at,
+                               lease_owner, lease_expires_at)
+             VALUES (?, ?, ?, ?, ?, 'queued', 0, 'Queued', ?, ?, ?, ?)
              ON CONFLICT DO NOTHING",
         )
         .bind(job_id)
@@ -33,6 +35,8 @@ impl Sqlite {
         .bind(&request.callback_url)
         .bind(now)
         .bind(now)
+        .bind(lease.map(|(owner, _)| owner))
+        .bind(lease.map(|(_, expires_at)| expires_at))
         .execute(&self.write)
         .await?
         .rows_affected();
@@ -104,9 +108,9 @@ impl Sqlite {
     /// batch's outbox rows, in one transaction.
     pub(in crate::store) async fn write_events(
         &self,
-        updates: &[&JobUpdate],
+        updates: &[FencedUpdate<'_>],
         deliveries: &[&NewDelivery],
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         for chunk in updates.chunks(ROWS_PER_STATEMENT) {
@@ -116,11 +120,13 @@ impl Sqlite {
                     total_clips = v.column6, error = v.column7, output = v.column8,
                     last_sequence = v.column9, updated_at = ?
              FROM (VALUES {}) AS v
-             WHERE jobs.job_id = v.column1",
-                placeholders(chunk.len(), 9)
+             WHERE jobs.job_id = v.column1 AND jobs.last_sequence = v.column10
+               AND jobs.lease_owner IS v.column11",
+                placeholders(chunk.len(), 11)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
-            for u in chunk {
+            for f in chunk {
+                let u = f.update;
                 let output = u
                     .output
                     .as_ref()
@@ -134,9 +140,15 @@ impl Sqlite {
                     .bind(u.total_clips)
                     .bind(&u.error)
                     .bind(output)
-                    .bind(u.sequence as i64);
+                    .bind(u.sequence as i64)
+                    .bind(f.after)
+                    .bind(&u.lease_owner);
             }
-            q.execute(&mut *tx).await?;
+            // A job whose row did not match: the whole batch is dropped
+            // (rolled back) and retried event by event by the writer.
+            if q.execute(&mut *tx).await?.rows_affected() != chunk.len() as u64 {
+                return Ok(false);
+            }
         }
         for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
             let rows = vec!["(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"; chunk.len()].join(", ");
@@ -160,6 +172,98 @@ impl Sqlite {
             }
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// Job leases. SQLite has one writer, so a claim is simply the one
+/// `UPDATE … RETURNING` that picks the oldest free queued job.
+impl Sqlite {
+    pub(in crate::store) async fn claim_job(
+        &self,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<Option<JobRow>, sqlx::Error> {
+        sqlx::query_as::<_, RawJob>(
+            "UPDATE jobs SET lease_owner = ?1, lease_expires_at = ?2
+             WHERE job_id = (SELECT job_id FROM jobs
+                             WHERE state = 'queued' AND lease_owner IS NULL
+                             ORDER BY created_at, rowid LIMIT 1)
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(expires_at)
+        .fetch_optional(&self.write)
+        .await?
+        .map(JobRow::try_from)
+        .transpose()
+    }
+
+    pub(in crate::store) async fn renew_job_lease(
+        &self,
+        job_id: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ?3 WHERE job_id = ?1 AND lease_owner = ?2",
+        )
+        .bind(job_id)
+        .bind(owner)
+        .bind(expires_at)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub(in crate::store) async fn release_job(
+        &self,
+        job_id: &str,
+        owner: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
+             WHERE job_id = ?1 AND lease_owner = ?2",
+        )
+        .bind(job_id)
+        .bind(owner)
+        .execute(&self.write)
+        .await
+        .map(|_| ())
+    }
+
+    pub(in crate::store) async fn take_expired_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<JobRow>, sqlx::Error> {
+        let rows = sqlx::query_as::<_, RawJob>(
+            "UPDATE jobs SET lease_owner = ?1, lease_expires_at = ?2
+             WHERE lease_owner IS NOT NULL AND lease_expires_at < ?3
+               AND state NOT IN ('completed', 'failed')
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(expires_at)
+        .bind(now)
+        .fetch_all(&self.write)
+        .await?;
+        let mut jobs: Vec<JobRow> = parse_all(rows)?;
+        jobs.sort_by_key(|j| j.created_at);
+        Ok(jobs)
+    }
+
+    pub(in crate::store) async fn abandon_jobs(&self, owner: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET lease_expires_at = 0
+             WHERE lease_owner = ?1 AND state NOT IN ('completed', 'failed')",
+        )
+        .bind(owner)
+        .execute(&self.write)
+        .await
+        .map(|_| ())
     }
 }
