@@ -34,6 +34,21 @@
 //! commit, from the store at start (every pending row, due at once), and from
 //! redelivery (the HTTP endpoint directly, the CLI through a flag the sweep
 //! reads every second).
+//!
+//! On a shared store (PostgreSQL, a fleet) a lane may only run while it holds
+//! its job's *delivery lease* (a row lock would not survive the lane's
+//! waits): one lane per job across the fleet, so each job's events still go
+//! out one at a time in `sequence` order. A new lane takes the lease first;
+//! when another worker's lane holds it, the new one ends at once and
+//! announces the job (`NOTIFY`), and the holder reloads the job's pending
+//! rows from the store. A lane renews its lease every third of
+//! `--job-lease-ms`, lingers a moment when its queue empties (a running job
+//! makes its next event soon), then, with its outcomes committed, takes up
+//! anything others committed meanwhile or releases the lease. The sweep
+//! takes up, at start, on an announcement and every few seconds, jobs with
+//! pending deliveries and no live lease: a dead worker's, once its lease
+//! runs out; a worker shutting down expires its leases so others take
+//! over at once. On SQLite every lease is granted without a query.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +68,7 @@ use url::Url;
 use webhook_types::Event;
 
 use crate::backoff::{MAX_RETRY_AFTER, RetrySchedule, parse_retry_after};
-use crate::clock::{now_ms, now_unix};
+use crate::clock::{Clock, now_ms, now_unix};
 use crate::policy::{CallbackPolicy, PolicyError, PolicyResolver};
 use crate::store::{DeliveryRow, DeliveryStatus, LedgerOp, NewDelivery, Store};
 
@@ -70,6 +85,10 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How often the store is checked for deliveries that `webhooks redeliver`
 /// flagged.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a lane on a shared store waits for its job's next delivery
+/// before it gives up the job's delivery lease.
+const LANE_LINGER: Duration = Duration::from_secs(2);
 
 /// The first probe of a down origin comes this long after it went down.
 pub const PROBE_FIRST: Duration = Duration::from_millis(250);
@@ -93,6 +112,17 @@ pub struct SenderConfig {
     pub timeout: Duration,
     /// How long in-flight attempts may run on after shutdown begins.
     pub grace: Duration,
+    /// This worker's owner id; each lane's delivery lease is held as
+    /// `{owner}#{n}`.
+    pub owner: Arc<str>,
+    /// How long a lane's delivery lease lasts without renewal (on a shared
+    /// store); renewed every third of that while the lane runs.
+    pub lease: Duration,
+    /// How often the store is searched for jobs whose deliveries nobody
+    /// delivers (a dead worker's), besides when announced.
+    pub poll: Duration,
+    /// The clock delivery leases are judged by.
+    pub clock: Clock,
 }
 
 /// A delivery as the sender holds it in memory.
@@ -163,6 +193,10 @@ struct Lane {
     /// Wakes the lane from a backoff wait when something new arrives, so it
     /// can supersede an overtaken progress event at once.
     wake: Arc<Notify>,
+    /// Sequences this lane finished (delivered, failed, superseded): a
+    /// reload from the store, whose ledger may lag, must not queue them
+    /// again.
+    done: std::collections::HashSet<u64>,
 }
 
 #[derive(Debug)]
@@ -181,11 +215,15 @@ struct Inner {
     /// Shutdown: lanes stop taking work.
     cancel: CancellationToken,
     /// Outcomes to the ledger writer.
-    ledger: mpsc::UnboundedSender<LedgerOp>,
+    ledger: mpsc::UnboundedSender<LedgerMsg>,
     /// Source of [`QueuedDelivery::epoch`].
     epochs: AtomicU64,
     /// Callback origins taken to be down, and their probes.
     origins: Origins,
+    /// The store: delivery leases, and reloads of a job's pending rows.
+    store: Store,
+    /// Whether other workers share the store, so that lanes need leases.
+    shared: bool,
 }
 
 /// Callback origins (`scheme://host:port`) that failed as a whole. An
@@ -350,22 +388,28 @@ impl Outbox {
             ledger: ledger_tx,
             epochs: AtomicU64::new(1),
             origins: Origins::default(),
+            shared: store.is_shared(),
+            store: store.clone(),
         });
         let outbox = Outbox {
             inner: inner.clone(),
         };
         let ledger_done = CancellationToken::new();
         let ledger = tokio::spawn(run_ledger(store.clone(), ledger_rx, ledger_done.clone()));
-        // Leftovers of earlier sweeps were never acted on: the resume below
-        // covers every pending row anyway.
-        store.take_requeued().await?;
-        let pending = store.pending_deliveries().await?;
-        if !pending.is_empty() {
-            tracing::info!(count = pending.len(), "resuming pending webhook deliveries");
+        if !inner.shared {
+            // Leftovers of earlier sweeps were never acted on: the resume
+            // below covers every pending row anyway.
+            store.take_requeued().await?;
+            let pending = store.pending_deliveries().await?;
+            if !pending.is_empty() {
+                tracing::info!(count = pending.len(), "resuming pending webhook deliveries");
+            }
+            for row in pending {
+                outbox.enqueue(QueuedDelivery::from_row(row, false));
+            }
         }
-        for row in pending {
-            outbox.enqueue(QueuedDelivery::from_row(row, false));
-        }
+        // On a shared store, the sweep's first pass takes up every job whose
+        // deliveries nobody holds.
         let sweep = tokio::spawn(run_sweep(store, outbox.clone(), cancel));
         Ok((
             outbox,
@@ -379,36 +423,70 @@ impl Outbox {
     }
 
     /// Hands a delivery to its job's lane, starting the lane if needed. A
-    /// delivery already queued with the same sequence is replaced (a manual
-    /// redelivery resets its schedule). After shutdown began this does
-    /// nothing: the row stays pending in the store for the next start.
-    pub fn enqueue(&self, mut delivery: QueuedDelivery) {
+    /// manual redelivery replaces what is queued with the same sequence
+    /// (resetting its schedule); any other delivery the lane already holds
+    /// or finished is left alone. After shutdown began this does nothing:
+    /// the row stays pending in the store.
+    pub fn enqueue(&self, delivery: QueuedDelivery) {
+        // Only a manual redelivery replaces (and resets) what is queued; a
+        // delivery the lane already has, or already finished (it may have
+        // reached the lane from the store first), is not queued again.
+        let replace = delivery.manual;
+        self.enqueue_all(vec![delivery], replace, None);
+    }
+
+    /// Hands deliveries of one job to its lane. `replace`: a delivery already
+    /// queued with the same sequence is replaced (else kept, with its place
+    /// in the retry schedule). `lease`: the id of a delivery lease already
+    /// taken for a new lane.
+    fn enqueue_all(&self, deliveries: Vec<QueuedDelivery>, replace: bool, lease: Option<String>) {
         let inner = &self.inner;
+        let Some(job_id) = deliveries.first().map(|d| d.job_id.clone()) else {
+            return;
+        };
         if inner.cancel.is_cancelled() {
             return;
         }
-        delivery.epoch = inner.epochs.fetch_add(1, Ordering::Relaxed);
         let mut lanes = inner.lanes.lock().expect("lanes lock");
-        match lanes.get_mut(&delivery.job_id) {
-            Some(lane) => {
-                lane.queue.insert(delivery.sequence, delivery);
-                lane.wake.notify_one();
-            }
+        let (lane, new) = match lanes.get_mut(&job_id) {
+            Some(lane) => (lane, false),
             None => {
-                let job_id = delivery.job_id.clone();
-                let wake = Arc::new(Notify::new());
-                let mut queue = BTreeMap::new();
-                queue.insert(delivery.sequence, delivery);
-                lanes.insert(
-                    job_id.clone(),
-                    Lane {
-                        queue,
-                        wake: wake.clone(),
-                    },
-                );
-                inner.tracker.spawn(run_lane(inner.clone(), job_id, wake));
+                let lane = Lane {
+                    queue: BTreeMap::new(),
+                    wake: Arc::new(Notify::new()),
+                    done: Default::default(),
+                };
+                (lanes.entry(job_id.clone()).or_insert(lane), true)
             }
+        };
+        for mut delivery in deliveries {
+            if !replace
+                && (lane.queue.contains_key(&delivery.sequence)
+                    || lane.done.contains(&delivery.sequence))
+            {
+                continue;
+            }
+            lane.done.remove(&delivery.sequence);
+            delivery.epoch = inner.epochs.fetch_add(1, Ordering::Relaxed);
+            lane.queue.insert(delivery.sequence, delivery);
         }
+        if new {
+            let wake = lane.wake.clone();
+            inner
+                .tracker
+                .spawn(run_lane(inner.clone(), job_id, wake, lease));
+        } else {
+            lane.wake.notify_one();
+        }
+    }
+
+    /// Whether this worker runs a lane for the job.
+    fn has_lane(&self, job_id: &str) -> bool {
+        self.inner
+            .lanes
+            .lock()
+            .expect("lanes lock")
+            .contains_key(job_id)
     }
 
     /// Deliveries held in memory right now (queued or in flight).
@@ -436,6 +514,12 @@ impl SenderTasks {
         let _ = self.sweep.await;
         self.ledger_done.cancel();
         let _ = self.ledger.await;
+        // Hand this worker's lanes over at once rather than a lease later.
+        if inner.shared
+            && let Err(e) = inner.store.abandon_lanes(&inner.config.owner).await
+        {
+            tracing::warn!(error = ?e, "failed to hand this worker's deliveries over");
+        }
     }
 }
 
@@ -457,34 +541,179 @@ enum Outcome {
     },
 }
 
-async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
+/// A lane's hold on its job's delivery lease (shared stores only).
+struct LaneLease {
+    /// `{owner}#{n}`: unique per lane, so a lane never mistakes a later
+    /// lane's lease, even of its own worker, for its own.
+    id: String,
+    /// When to renew next.
+    renew_at: Instant,
+}
+
+/// Takes the job's delivery lease for a new lane; `None` when another lane
+/// (of any worker) holds it, after announcing the job so that its holder
+/// picks up what this worker committed.
+async fn acquire_lease(inner: &Inner, job_id: &str) -> Option<LaneLease> {
+    let id = format!(
+        "{}#{}",
+        inner.config.owner,
+        inner.epochs.fetch_add(1, Ordering::Relaxed)
+    );
+    let now = inner.config.clock.now_ms();
+    let until = now + inner.config.lease.as_millis() as i64;
+    match inner.store.acquire_lane(job_id, &id, now, until).await {
+        Ok(true) => Some(LaneLease {
+            id,
+            renew_at: Instant::now() + inner.config.lease / 3,
+        }),
+        Ok(false) => {
+            tracing::debug!(%job_id, "another lane delivers this job; announcing its new deliveries");
+            if let Err(e) = inner.store.announce_lane(job_id).await {
+                tracing::warn!(%job_id, error = ?e, "failed to announce deliveries; the sweep will find them");
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%job_id, error = ?e, "failed to take a delivery lease; the sweep will retry");
+            None
+        }
+    }
+}
+
+/// Removes the lane of `job_id` from the map.
+fn drop_lane(inner: &Inner, job_id: &str) {
+    inner.lanes.lock().expect("lanes lock").remove(job_id);
+}
+
+async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>, lease: Option<String>) {
     // Jitter only needs to spread retries, not resist prediction; a small
     // seeded generator per lane keeps the future `Send`.
     let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
     // Set while the head last failed because its origin was down: cancelled
     // when the origin answers again.
     let mut origin_recovered: Option<CancellationToken> = None;
+    // On a shared store, only the holder of the job's delivery lease may
+    // deliver it: one lane per job across the fleet.
+    // The lane has finished the job's terminal event: nothing more is coming
+    // (but a manual redelivery), so there is no reason to linger.
+    let mut finished = false;
+    let mut lease = match (inner.shared, lease) {
+        (false, _) => None,
+        (true, Some(id)) => Some(LaneLease {
+            id,
+            renew_at: Instant::now() + inner.config.lease / 3,
+        }),
+        (true, None) => match acquire_lease(&inner, &job_id).await {
+            Some(l) => Some(l),
+            None => {
+                drop_lane(&inner, &job_id);
+                return;
+            }
+        },
+    };
     loop {
-        let (head, overtaken) = {
+        if let Some(l) = &mut lease
+            && Instant::now() >= l.renew_at
+        {
+            let until = inner.config.clock.now_ms() + inner.config.lease.as_millis() as i64;
+            match inner.store.renew_lane(&job_id, &l.id, until).await {
+                Ok(true) => l.renew_at = Instant::now() + inner.config.lease / 3,
+                Ok(false) => {
+                    tracing::warn!(%job_id, "delivery lease lost: another worker delivers this job now");
+                    drop_lane(&inner, &job_id);
+                    return;
+                }
+                // Retried soon; a lease that runs out meanwhile is taken
+                // over, and the renewal then says so.
+                Err(e) => {
+                    tracing::warn!(%job_id, error = ?e, "failed to renew a delivery lease");
+                    l.renew_at = Instant::now() + Duration::from_millis(500);
+                }
+            }
+        }
+        let next = {
             let mut lanes = inner.lanes.lock().expect("lanes lock");
             let lane = lanes
                 .get_mut(&job_id)
                 .expect("a running lane is in the map");
             match lane.queue.first_key_value() {
-                None => {
+                None if lease.is_none() => {
                     lanes.remove(&job_id);
                     return;
                 }
-                Some((_, d)) => (d.clone(), lane.queue.len() > 1),
+                None => None,
+                Some((_, d)) => Some((d.clone(), lane.queue.len() > 1)),
             }
+        };
+        let Some((head, overtaken)) = next else {
+            // Shared store: the lane lingers a moment for the job's next
+            // event (a running job makes one every few seconds at most), so
+            // the lease is not given up and taken again between events.
+            if !finished {
+                let renew_at = lease.as_ref().map(|l| l.renew_at).expect("guarded");
+                let lingered = tokio::select! {
+                    _ = wake.notified() => false,
+                    _ = tokio::time::sleep(LANE_LINGER) => true,
+                    _ = tokio::time::sleep_until(renew_at) => false,
+                    _ = inner.cancel.cancelled() => return,
+                };
+                if !lingered {
+                    continue;
+                }
+            }
+            // Before letting go, take up what other workers committed for
+            // this job while this lane held it.
+            let held = lease.as_ref().expect("guarded");
+            flush_ledger(&inner).await;
+            match inner.store.pending_for_job(&job_id).await {
+                Ok(rows) if !rows.is_empty() => {
+                    let outbox = Outbox {
+                        inner: inner.clone(),
+                    };
+                    let rows = rows
+                        .into_iter()
+                        .map(|r| QueuedDelivery::from_row(r, false))
+                        .collect();
+                    outbox.enqueue_all(rows, false, None);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%job_id, error = ?e, "failed to look for more deliveries"),
+            }
+            // Release first, then leave the map: until the lane is gone
+            // from the map, new deliveries of this job still come to it, and
+            // it takes the lease again for them; once it is gone, a new
+            // lane finds the lease free.
+            if let Err(e) = inner.store.release_lane(&job_id, &held.id).await {
+                tracing::warn!(%job_id, error = ?e, "failed to release a delivery lease; it runs out by itself");
+            }
+            let more = {
+                let mut lanes = inner.lanes.lock().expect("lanes lock");
+                let more = lanes.get(&job_id).is_some_and(|l| !l.queue.is_empty());
+                if !more {
+                    lanes.remove(&job_id);
+                }
+                more
+            };
+            if !more {
+                return;
+            }
+            match acquire_lease(&inner, &job_id).await {
+                Some(l) => lease = Some(l),
+                None => {
+                    drop_lane(&inner, &job_id);
+                    return;
+                }
+            }
+            continue;
         };
         if inner.cancel.is_cancelled() {
             return;
         }
         if head.event == Event::Progress && overtaken && !head.manual {
-            let _ = inner.ledger.send(LedgerOp::Superseded {
+            let _ = inner.ledger.send(LedgerMsg::Op(LedgerOp::Superseded {
                 delivery_id: head.delivery_id.clone(),
-            });
+            }));
             metrics::counter!("worker_webhook_deliveries_total", "status" => "superseded")
                 .increment(1);
             remove_if_current(&inner, &head);
@@ -500,9 +729,11 @@ async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
             let probe_at = recovered
                 .as_ref()
                 .and_then(|_| inner.origins.next_probe(&origin, stale_after));
+            let renew_at = lease.as_ref().map(|l| l.renew_at);
             tokio::select! {
                 _ = tokio::time::sleep_until(head.next_attempt) => continue,
                 _ = wake.notified() => continue,
+                _ = tokio::time::sleep_until(renew_at.unwrap_or(head.next_attempt)), if renew_at.is_some() => continue,
                 _ = inner.cancel.cancelled() => return,
                 _ = async { recovered.as_ref().expect("guarded").cancelled().await }, if recovered.is_some() => {
                     origin_recovered = None;
@@ -598,7 +829,7 @@ async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
             ),
             None => {}
         }
-        let _ = inner.ledger.send(LedgerOp::Attempt {
+        let _ = inner.ledger.send(LedgerMsg::Op(LedgerOp::Attempt {
             delivery_id: head.delivery_id.clone(),
             attempted_at,
             status_code,
@@ -607,7 +838,7 @@ async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
             status,
             attempt_count: attempts,
             next_attempt_at: now_ms() + delay.as_millis() as i64,
-        });
+        }));
         let mut lanes = inner.lanes.lock().expect("lanes lock");
         let lane = lanes
             .get_mut(&job_id)
@@ -620,6 +851,8 @@ async fn run_lane(inner: Arc<Inner>, job_id: String, wake: Arc<Notify>) {
                 entry.next_attempt = Instant::now() + delay;
             } else {
                 lane.queue.remove(&head.sequence);
+                lane.done.insert(head.sequence);
+                finished |= head.event.is_terminal();
             }
         }
     }
@@ -634,6 +867,7 @@ fn remove_if_current(inner: &Inner, head: &QueuedDelivery) {
             .is_some_and(|e| e.epoch == head.epoch)
     {
         lane.queue.remove(&head.sequence);
+        lane.done.insert(head.sequence);
     }
 }
 
@@ -756,30 +990,70 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     text
 }
 
+/// What lanes send the ledger writer.
+#[derive(Debug)]
+enum LedgerMsg {
+    /// An outcome to commit.
+    Op(LedgerOp),
+    /// Answered once every outcome sent before it is committed: a lane
+    /// about to hand its job over (or to reload it) waits for this, so the
+    /// store shows what the lane already delivered.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Commits outcomes in batches until `done`, then commits what is left.
 async fn run_ledger(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<LedgerOp>,
+    mut rx: mpsc::UnboundedReceiver<LedgerMsg>,
     done: CancellationToken,
 ) {
     const BATCH: usize = 1024;
+    let mut msgs = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut flushes = Vec::new();
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => {
+            n = rx.recv_many(&mut msgs, BATCH) => {
                 if n == 0 {
                     return;
                 }
-                commit(&store, &mut batch).await;
             }
             _ = done.cancelled() => {
-                while let Ok(op) = rx.try_recv() {
-                    batch.push(op);
+                while let Ok(msg) = rx.try_recv() {
+                    msgs.push(msg);
                 }
+                split(&mut msgs, &mut batch, &mut flushes);
                 commit(&store, &mut batch).await;
                 return;
             }
         }
+        split(&mut msgs, &mut batch, &mut flushes);
+        commit(&store, &mut batch).await;
+        for flushed in flushes.drain(..) {
+            let _ = flushed.send(());
+        }
+    }
+}
+
+fn split(
+    msgs: &mut Vec<LedgerMsg>,
+    batch: &mut Vec<LedgerOp>,
+    flushes: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+) {
+    for msg in msgs.drain(..) {
+        match msg {
+            LedgerMsg::Op(op) => batch.push(op),
+            LedgerMsg::Flush(tx) => flushes.push(tx),
+        }
+    }
+}
+
+/// Waits (a bounded time) until the ledger writer has committed every
+/// outcome sent so far.
+async fn flush_ledger(inner: &Inner) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if inner.ledger.send(LedgerMsg::Flush(tx)).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
     }
 }
 
@@ -799,25 +1073,120 @@ async fn commit(store: &Store, batch: &mut Vec<LedgerOp>) {
     batch.clear();
 }
 
-/// Picks up deliveries that `webhooks redeliver` flagged in the store.
+/// Picks up deliveries that `webhooks redeliver` flagged in the store and,
+/// on a shared store, the jobs whose deliveries this worker should take up:
+/// those announced by other workers (reloaded into this worker's lane when
+/// it has one), and, at start and every `poll` or half lease, those whose
+/// delivery lease is free or ran out (a dead worker's).
 async fn run_sweep(store: Store, outbox: Outbox, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let shared = store.is_shared();
+    let wakeups = store.lane_wakeups();
+    let config = &outbox.inner.config;
+    let orphans_every = config.poll.min(config.lease / 2);
+    let mut next_orphans = Instant::now();
+    let mut tick = tokio::time::interval(SWEEP_EVERY.min(orphans_every));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_flags = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = wakeups.notified(), if shared => {}
             _ = cancel.cancelled() => return,
         }
-        match store.take_requeued().await {
-            Ok(rows) => {
-                for row in rows {
-                    tracing::info!(delivery_id = %row.delivery_id, "redelivery requested");
-                    outbox.enqueue(QueuedDelivery::from_row(row, true));
+        if Instant::now() >= next_flags {
+            next_flags = Instant::now() + SWEEP_EVERY;
+            match store.take_requeued().await {
+                Ok(rows) => {
+                    for row in rows {
+                        tracing::info!(delivery_id = %row.delivery_id, "redelivery requested");
+                        outbox.enqueue(QueuedDelivery::from_row(row, true));
+                    }
                 }
+                Err(e) => tracing::warn!(error = ?e, "failed to check for redelivery requests"),
             }
-            Err(e) => tracing::warn!(error = ?e, "failed to check for redelivery requests"),
+        }
+        if !shared {
+            continue;
+        }
+        let mut orphans = Instant::now() >= next_orphans;
+        for job_id in wakeups.take() {
+            if job_id.is_empty() {
+                orphans = true;
+            } else if outbox.has_lane(&job_id) {
+                match store.pending_for_job(&job_id).await {
+                    Ok(rows) => outbox.enqueue_all(
+                        rows.into_iter()
+                            .map(|r| QueuedDelivery::from_row(r, false))
+                            .collect(),
+                        false,
+                        None,
+                    ),
+                    Err(e) => tracing::warn!(%job_id, error = ?e, "failed to reload deliveries"),
+                }
+            } else {
+                adopt(&store, &outbox, &job_id).await;
+            }
+        }
+        if orphans {
+            next_orphans = Instant::now() + orphans_every;
+            match store
+                .orphaned_lanes(config.clock.now_ms(), ORPHANS_PER_SWEEP)
+                .await
+            {
+                Ok(jobs) => {
+                    for job_id in jobs {
+                        if !outbox.has_lane(&job_id) {
+                            adopt(&store, &outbox, &job_id).await;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = ?e, "failed to look for undelivered jobs"),
+            }
         }
     }
+}
+
+/// Most jobs taken up in one look for orphaned deliveries.
+const ORPHANS_PER_SWEEP: i64 = 256;
+
+/// Takes a job's delivery lease, if nobody holds it, and starts its lane
+/// with its pending deliveries.
+async fn adopt(store: &Store, outbox: &Outbox, job_id: &str) {
+    let config = &outbox.inner.config;
+    let id = format!(
+        "{}#{}",
+        config.owner,
+        outbox.inner.epochs.fetch_add(1, Ordering::Relaxed)
+    );
+    let now = config.clock.now_ms();
+    let until = now + config.lease.as_millis() as i64;
+    match store.acquire_lane(job_id, &id, now, until).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(%job_id, error = ?e, "failed to take a delivery lease");
+            return;
+        }
+    }
+    let rows = match store.pending_for_job(job_id).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(%job_id, error = ?e, "failed to load deliveries to take up");
+            Vec::new()
+        }
+    };
+    if rows.is_empty() {
+        let _ = store.release_lane(job_id, &id).await;
+        return;
+    }
+    tracing::info!(%job_id, count = rows.len(), "taking up a job's pending deliveries");
+    outbox.enqueue_all(
+        rows.into_iter()
+            .map(|r| QueuedDelivery::from_row(r, false))
+            .collect(),
+        false,
+        Some(id),
+    );
 }
 
 #[cfg(test)]

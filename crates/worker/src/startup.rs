@@ -82,6 +82,9 @@ impl Application {
         tracing::info!(storage = %config.storage, %public_url, "media storage ready");
         let policy = Arc::new(config.policy());
         let grace = Duration::from_millis(config.shutdown_grace_ms);
+        // Unique per start: a restarted worker never takes its previous
+        // life's leases for its own.
+        let owner: Arc<str> = format!("{}-{}", host_name(), uuid::Uuid::new_v4().simple()).into();
         let (outbox, sender) = Outbox::start(
             store.clone(),
             SenderConfig {
@@ -91,6 +94,10 @@ impl Application {
                 max_in_flight: config.max_in_flight_deliveries as usize,
                 timeout: Duration::from_millis(config.webhook_timeout_ms.max(1)),
                 grace,
+                owner: owner.clone(),
+                lease: Duration::from_millis(config.job_lease_ms),
+                poll: Duration::from_millis(config.queue_poll_ms),
+                clock: config.clock.clone(),
             },
             shutdown.clone(),
         )
@@ -113,9 +120,6 @@ impl Application {
             }
         };
         let jobs_tracker = TaskTracker::new();
-        // Unique per start: a restarted worker never takes its previous
-        // life's leases for its own.
-        let owner: Arc<str> = format!("{}-{}", host_name(), uuid::Uuid::new_v4().simple()).into();
         let ctx = RunnerContext {
             store: store.clone(),
             outbox: outbox.clone(),

@@ -51,6 +51,11 @@ pub const PG_SCHEMA: &str = "clipping_worker";
 /// one released back to the queue), to wake idle workers' dispatchers.
 pub const JOBS_CHANNEL: &str = "clipping_worker_jobs";
 
+/// The PostgreSQL notification channel that names a job whose pending
+/// deliveries need a lane: its holder reloads them, or, when nobody holds
+/// the job's delivery lease, a worker's sweep takes it.
+pub const DELIVERIES_CHANNEL: &str = "clipping_worker_deliveries";
+
 /// Most events committed in one transaction.
 const EVENT_BATCH: usize = 256;
 
@@ -147,6 +152,36 @@ pub struct Store {
     /// Woken when a job may be waiting to be claimed: by this process's
     /// intake, and on PostgreSQL by other workers' notifications.
     job_wakeups: Arc<Notify>,
+    /// Jobs announced on [`DELIVERIES_CHANNEL`], for the sender.
+    lane_wakeups: Arc<LaneWakeups>,
+}
+
+/// Job ids announced as having deliveries to take up, collected until the
+/// sender's sweep takes them.
+#[derive(Debug, Default)]
+pub struct LaneWakeups {
+    /// A std mutex: held only to push or take.
+    jobs: std::sync::Mutex<Vec<String>>,
+    /// Wakes the sweep.
+    notify: Notify,
+}
+
+impl LaneWakeups {
+    /// Records an announced job and wakes the sweep.
+    pub fn push(&self, job_id: String) {
+        self.jobs.lock().expect("wake-ups lock").push(job_id);
+        self.notify.notify_one();
+    }
+
+    /// Waits for an announcement (or one made since the last take).
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Takes every job announced so far.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.jobs.lock().expect("wake-ups lock"))
+    }
 }
 
 /// Why an event was not recorded.
@@ -255,6 +290,7 @@ impl Store {
         let (events, rx) = mpsc::unbounded_channel();
         let tasks = service::BackgroundTasks::new();
         let job_wakeups = Arc::new(Notify::new());
+        let lane_wakeups = Arc::new(LaneWakeups::default());
         tasks.spawn(
             "event writer",
             run_event_writer(backend.clone(), rx, tasks.token()),
@@ -266,7 +302,11 @@ impl Store {
             Backend::Postgres(p) => {
                 tasks.spawn(
                     "notification listener",
-                    p.clone().run_listener(job_wakeups.clone(), tasks.token()),
+                    p.clone().run_listener(
+                        job_wakeups.clone(),
+                        lane_wakeups.clone(),
+                        tasks.token(),
+                    ),
                 );
             }
         }
@@ -275,6 +315,7 @@ impl Store {
             events,
             tasks,
             job_wakeups,
+            lane_wakeups,
         }
     }
 
@@ -466,6 +507,66 @@ impl Store {
     /// flags, atomically, so a flag is never taken twice.
     pub async fn take_requeued(&self) -> Result<Vec<DeliveryRow>, sqlx::Error> {
         on_backend!(&self.backend, b => b.take_requeued().await)
+    }
+
+    /// Takes the delivery lease of a job for the sender lane `lane` until
+    /// `expires_at`, if nobody else's lease on it runs past `now`; `true`
+    /// when the lane may deliver the job's outbox. Always granted on SQLite,
+    /// whose one worker owns every lane.
+    pub async fn acquire_lane(
+        &self,
+        job_id: &str,
+        lane: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_backend!(&self.backend, b => b.acquire_lane(job_id, lane, now, expires_at).await)
+    }
+
+    /// Extends `lane`'s delivery lease of a job; `false` when it lost it.
+    pub async fn renew_lane(
+        &self,
+        job_id: &str,
+        lane: &str,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_backend!(&self.backend, b => b.renew_lane(job_id, lane, expires_at).await)
+    }
+
+    /// Gives up `lane`'s delivery lease of a job; announces the job when
+    /// deliveries are still pending for it.
+    pub async fn release_lane(&self, job_id: &str, lane: &str) -> Result<(), sqlx::Error> {
+        on_backend!(&self.backend, b => b.release_lane(job_id, lane).await)
+    }
+
+    /// Expires every delivery lease the lanes of worker `owner` hold and
+    /// announces their jobs, so other workers take them up at once (a
+    /// worker shutting down).
+    pub async fn abandon_lanes(&self, owner: &str) -> Result<(), sqlx::Error> {
+        on_backend!(&self.backend, b => b.abandon_lanes(owner).await)
+    }
+
+    /// Announces that a job has pending deliveries that this worker could
+    /// not take up (another lane holds the job): its holder reloads them.
+    pub async fn announce_lane(&self, job_id: &str) -> Result<(), sqlx::Error> {
+        on_backend!(&self.backend, b => b.announce_lane(job_id).await)
+    }
+
+    /// Jobs with pending deliveries whose delivery lease is free or ran out
+    /// before `now` (a dead worker's), oldest first, at most `limit`.
+    pub async fn orphaned_lanes(&self, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+        on_backend!(&self.backend, b => b.orphaned_lanes(now, limit).await)
+    }
+
+    /// A job's pending deliveries, by sequence.
+    pub async fn pending_for_job(&self, job_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+        on_backend!(&self.backend, b => b.pending_for_job(job_id).await)
+    }
+
+    /// Woken (with the job's id) when another worker announces pending
+    /// deliveries; see [`Store::announce_lane`].
+    pub fn lane_wakeups(&self) -> Arc<LaneWakeups> {
+        self.lane_wakeups.clone()
     }
 
     /// Stops the writer (after it has answered every event already queued)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use webhook_types::{ClippingJobRequest, Event, JobState};
 use worker::clock::Clock;
-use worker::store::{Durability, Inserted, JobUpdate, RecordError, Store};
+use worker::store::{Durability, Inserted, JobUpdate, NewDelivery, RecordError, Store};
 
 use crate::helpers::{Receiver, StoreKind, TestStore, job, spawn_app_on};
 
@@ -262,7 +262,247 @@ async fn a_worker_that_shuts_down_hands_its_running_job_over_at_once(kind: Store
     b.stop().await;
 }
 
+/// One delivery lease per job: a second lane is refused while the first
+/// holds it, takes it once it ran out, and the first can then neither renew
+/// nor release it; a job with pending deliveries and no live lease is
+/// found by the sweep's query, a held one is not.
+async fn delivery_leases_allow_one_lane_per_job(kind: StoreKind) {
+    assert_eq!(kind, StoreKind::Postgres, "SQLite grants every lane");
+    let ts = TestStore::new(kind).await;
+    let store = open(&ts).await;
+    let ids = queued(&store, 2).await;
+    // A pending delivery for the first job.
+    let update = JobUpdate {
+        job_id: ids[0].clone(),
+        state: JobState::Downloading,
+        progress_percent: 0.0,
+        current_step: "Starting job processing".into(),
+        clips_completed: None,
+        total_clips: None,
+        error: None,
+        output: None,
+        sequence: 1,
+        lease_owner: None,
+    };
+    let delivery = NewDelivery {
+        delivery_id: "msg_lease_test".into(),
+        job_id: ids[0].clone(),
+        sequence: 1,
+        event: Event::Started,
+        url: "http://127.0.0.1:9/x".into(),
+        body: bytes::Bytes::from_static(b"{}"),
+        created_at: 1,
+    };
+    store.record_event(&update, Some(&delivery)).await.unwrap();
+    let t0 = 1_000_000;
+    let job = ids[0].as_str();
+
+    assert_eq!(
+        store.orphaned_lanes(t0, 10).await.unwrap(),
+        [job],
+        "nobody holds it"
+    );
+    assert!(
+        store
+            .acquire_lane(job, "w1#1", t0, t0 + 10_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .orphaned_lanes(t0 + 5_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .acquire_lane(job, "w2#1", t0 + 5_000, t0 + 15_000)
+            .await
+            .unwrap()
+    );
+    assert!(store.renew_lane(job, "w1#1", t0 + 20_000).await.unwrap());
+    assert!(
+        !store
+            .acquire_lane(job, "w2#1", t0 + 15_000, t0 + 25_000)
+            .await
+            .unwrap()
+    );
+    // w1 stops renewing; its lease runs out and w2 takes it.
+    assert_eq!(store.orphaned_lanes(t0 + 20_001, 10).await.unwrap(), [job]);
+    assert!(
+        store
+            .acquire_lane(job, "w2#1", t0 + 20_001, t0 + 30_000)
+            .await
+            .unwrap()
+    );
+    assert!(!store.renew_lane(job, "w1#1", t0 + 40_000).await.unwrap());
+    store.release_lane(job, "w1#1").await.unwrap();
+    assert!(
+        !store
+            .acquire_lane(job, "w3#1", t0 + 21_000, t0 + 31_000)
+            .await
+            .unwrap(),
+        "w1's release is no release of w2's lease"
+    );
+    store.release_lane(job, "w2#1").await.unwrap();
+    assert!(
+        store
+            .acquire_lane(job, "w3#1", t0 + 21_000, t0 + 31_000)
+            .await
+            .unwrap()
+    );
+    store.close().await;
+}
+
+/// Three workers; one job's callback refuses everything, the others' answer.
+/// Every other job is delivered in full while the refused job's
+/// `job.started` is retried, by one lane at a time across the fleet, and its
+/// later events wait behind it.
+async fn a_dead_callback_holds_up_only_its_own_job_fleet_wide(kind: StoreKind) {
+    assert_eq!(kind, StoreKind::Postgres, "a fleet needs PostgreSQL");
+    let ts = TestStore::new(kind).await;
+    let mut ok = Receiver::ok().await;
+    let dead = Receiver::start(|_| crate::helpers::Reply {
+        status: 503,
+        retry_after: None,
+        hang: Some(Duration::from_millis(50)),
+    })
+    .await;
+    let workers = [
+        spawn_app_on(&ts, |c| {
+            c.retry_schedule = crate::helpers::long_schedule("20ms", 1000)
+        })
+        .await,
+        spawn_app_on(&ts, |c| {
+            c.retry_schedule = crate::helpers::long_schedule("20ms", 1000)
+        })
+        .await,
+        spawn_app_on(&ts, |c| {
+            c.retry_schedule = crate::helpers::long_schedule("20ms", 1000)
+        })
+        .await,
+    ];
+    let stuck = workers[0]
+        .submit_ok(job(
+            "https://youtube.com/watch?v=dead",
+            &dead.url("/dead"),
+            1,
+        ))
+        .await;
+    let mut others = Vec::new();
+    for i in 0..9 {
+        let w = &workers[i % 3];
+        others.push(
+            w.submit_ok(job(
+                &format!("https://youtube.com/watch?v=ok{i}"),
+                &ok.url("/ok"),
+                1,
+            ))
+            .await,
+        );
+    }
+    let mut completed = std::collections::HashSet::new();
+    while completed.len() < others.len() {
+        let r = ok.next(T).await;
+        if r.ok() && r.payload().event == Event::Completed {
+            completed.insert(r.payload().job_id.clone());
+        }
+    }
+    // The stuck job has ended too; its deliveries have not.
+    let view = workers[1]
+        .wait_for_job(&stuck, T, |v| v.status.is_terminal())
+        .await;
+    assert_eq!(view.status, JobState::Completed);
+    let ledger = workers[2]
+        .wait_for_ledger(&stuck, T, |l| {
+            l[0]["attempts"].as_array().is_some_and(|a| a.len() >= 3)
+        })
+        .await;
+    assert_eq!(ledger[0]["event"], "job.started");
+    assert_eq!(ledger[0]["status"], "pending");
+    for later in &ledger[1..] {
+        assert_eq!(later["status"], "pending", "{later:#}");
+        assert_eq!(later["attempt_count"], 0, "later events wait: {later:#}");
+    }
+    // One lane at a time: each attempt (50 ms at the receiver) starts after
+    // the previous one ended.
+    let attempts = ledger[0]["attempts"].as_array().unwrap();
+    let times: Vec<chrono::DateTime<chrono::Utc>> = attempts
+        .iter()
+        .map(|a| a["attempted_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    for w in times.windows(2) {
+        assert!(
+            w[1] - w[0] >= chrono::TimeDelta::milliseconds(45),
+            "overlapping attempts: {times:?}"
+        );
+    }
+    for w in workers {
+        w.stop().await;
+    }
+}
+
+/// A worker shutting down hands its job's pending deliveries over: another
+/// worker delivers them, in order, once the callback answers.
+async fn a_stopped_workers_pending_deliveries_are_delivered_by_another(kind: StoreKind) {
+    assert_eq!(kind, StoreKind::Postgres, "a fleet needs PostgreSQL");
+    let ts = TestStore::new(kind).await;
+    let mut rx = Receiver::start(|_| crate::helpers::Reply::status(500)).await;
+    let schedule = || crate::helpers::long_schedule("100ms", 1000);
+    let a = spawn_app_on(&ts, |c| c.retry_schedule = schedule()).await;
+    let job_id = a
+        .submit_ok(job("https://youtube.com/watch?v=h", &rx.url("/h"), 2))
+        .await;
+    a.wait_for_job(&job_id, T, |v| v.status.is_terminal()).await;
+    let b = spawn_app_on(&ts, |c| c.retry_schedule = schedule()).await;
+    a.stop().await;
+    let _ = rx.drain_now();
+    rx.set_script(|_| crate::helpers::Reply::status(200));
+    let got = rx.until_terminal(&job_id, T).await;
+    let mut seen = std::collections::HashSet::new();
+    let seqs: Vec<u64> = got
+        .iter()
+        .filter(|r| r.ok() && seen.insert(r.webhook_id().to_owned()))
+        .map(|r| r.payload().sequence.unwrap())
+        .collect();
+    assert_eq!(seqs.first(), Some(&1));
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let ledger = b
+        .wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] != "pending"))
+        .await;
+    assert_eq!(ledger.last().unwrap()["status"], "delivered");
+    b.stop().await;
+}
+
 on_both_stores!(leases_expire_renew_and_are_taken_over_once);
+
+mod delivery_leases_allow_one_lane_per_job {
+    #[tokio::test]
+    async fn postgres() {
+        super::delivery_leases_allow_one_lane_per_job(crate::helpers::StoreKind::Postgres).await
+    }
+}
+
+mod a_dead_callback_holds_up_only_its_own_job_fleet_wide {
+    #[tokio::test]
+    async fn postgres() {
+        super::a_dead_callback_holds_up_only_its_own_job_fleet_wide(
+            crate::helpers::StoreKind::Postgres,
+        )
+        .await
+    }
+}
+
+mod a_stopped_workers_pending_deliveries_are_delivered_by_another {
+    #[tokio::test]
+    async fn postgres() {
+        super::a_stopped_workers_pending_deliveries_are_delivered_by_another(
+            crate::helpers::StoreKind::Postgres,
+        )
+        .await
+    }
+}
 
 mod a_worker_that_shuts_down_hands_its_running_job_over_at_once {
     #[tokio::test]

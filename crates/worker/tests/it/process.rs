@@ -203,9 +203,12 @@ async fn a_terminal_delivery_pending_at_sigkill_arrives_exactly_once_after_resta
 ) {
     let dir = TestStore::new(kind).await;
     let mut rx = Receiver::start(|_| Reply::status(500)).await;
+    // On PostgreSQL the dead worker's delivery leases must run out first.
     let schedule = [
         "--retry-schedule",
         "0,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+        "--job-lease-ms",
+        "600",
     ];
     let worker = spawn_worker(&dir, 10, &schedule).await;
     let job_id = worker

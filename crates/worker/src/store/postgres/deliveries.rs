@@ -193,3 +193,125 @@ impl Postgres {
         parse_all(rows)
     }
 }
+
+/// Delivery leases: one sender lane per job across the fleet.
+impl Postgres {
+    pub(in crate::store) async fn acquire_lane(
+        &self,
+        job_id: &str,
+        lane: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE jobs SET delivery_owner = $2, delivery_expires_at = $4
+             WHERE job_id = $1
+               AND (delivery_owner IS NULL OR delivery_owner = $2 OR delivery_expires_at < $3)",
+        )
+        .bind(job_id)
+        .bind(lane)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub(in crate::store) async fn renew_lane(
+        &self,
+        job_id: &str,
+        lane: &str,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE jobs SET delivery_expires_at = $3 WHERE job_id = $1 AND delivery_owner = $2",
+        )
+        .bind(job_id)
+        .bind(lane)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub(in crate::store) async fn release_lane(
+        &self,
+        job_id: &str,
+        lane: &str,
+    ) -> Result<(), sqlx::Error> {
+        // Announce the job when deliveries are still pending (committed by
+        // another worker meanwhile), so some worker's sweep takes it up.
+        sqlx::query(
+            "WITH released AS (
+                 UPDATE jobs SET delivery_owner = NULL, delivery_expires_at = NULL
+                 WHERE job_id = $1 AND delivery_owner = $2
+                 RETURNING job_id)
+             SELECT pg_notify($3, r.job_id) FROM released r
+             WHERE EXISTS (SELECT 1 FROM deliveries d
+                           WHERE d.job_id = r.job_id AND d.status = 'pending')",
+        )
+        .bind(job_id)
+        .bind(lane)
+        .bind(crate::store::DELIVERIES_CHANNEL)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    pub(in crate::store) async fn abandon_lanes(&self, owner: &str) -> Result<(), sqlx::Error> {
+        let held: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET delivery_expires_at = 0
+             WHERE left(delivery_owner, length($1) + 1) = $1 || '#'
+             RETURNING job_id",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        for job_id in held {
+            self.announce_lane(&job_id).await?;
+        }
+        Ok(())
+    }
+
+    pub(in crate::store) async fn announce_lane(&self, job_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::store::DELIVERIES_CHANNEL)
+            .bind(job_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub(in crate::store) async fn orphaned_lanes(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT j.job_id FROM jobs j
+             WHERE j.job_id IN (SELECT DISTINCT job_id FROM deliveries WHERE status = 'pending')
+               AND (j.delivery_owner IS NULL OR j.delivery_expires_at < $1)
+             ORDER BY j.created_at
+             LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub(in crate::store) async fn pending_for_job(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+        let rows = sqlx::query_as::<_, RawDelivery>(
+            "SELECT * FROM deliveries WHERE job_id = $1 AND status = 'pending' ORDER BY sequence",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        parse_all(rows)
+    }
+}

@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Durability, JOBS_CHANNEL, PG_SCHEMA};
+use super::{DELIVERIES_CHANNEL, Durability, JOBS_CHANNEL, LaneWakeups, PG_SCHEMA};
 
 mod deliveries;
 mod jobs;
@@ -97,12 +97,19 @@ impl Postgres {
     /// dispatcher for each. The listener reconnects by itself after a lost
     /// connection; notifications sent meanwhile are lost, which the
     /// dispatcher's slow poll covers. Ends when the store is closed.
-    pub(super) async fn run_listener(self, jobs: Arc<Notify>, stop: CancellationToken) {
+    pub(super) async fn run_listener(
+        self,
+        jobs: Arc<Notify>,
+        lanes: Arc<LaneWakeups>,
+        stop: CancellationToken,
+    ) {
         let mut delay = Duration::from_millis(100);
         loop {
             let listener = async {
                 let mut listener = PgListener::connect_with(&self.pool).await?;
-                listener.listen(JOBS_CHANNEL).await?;
+                listener
+                    .listen_all([JOBS_CHANNEL, DELIVERIES_CHANNEL])
+                    .await?;
                 Ok::<_, sqlx::Error>(listener)
             };
             let mut listener = tokio::select! {
@@ -122,8 +129,9 @@ impl Postgres {
             };
             delay = Duration::from_millis(100);
             // A notification sent before the listener was up is lost: look
-            // at the queue once.
+            // at the queue and the orphaned lanes once.
             jobs.notify_one();
+            lanes.push(String::new());
             loop {
                 let notification = tokio::select! {
                     n = listener.recv() => n,
@@ -131,6 +139,9 @@ impl Postgres {
                 };
                 match notification {
                     Ok(n) if n.channel() == JOBS_CHANNEL => jobs.notify_one(),
+                    Ok(n) if n.channel() == DELIVERIES_CHANNEL => {
+                        lanes.push(n.payload().to_owned());
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = ?e, "lost the fleet's notifications; listening again");
