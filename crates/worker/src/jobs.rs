@@ -212,13 +212,16 @@ async fn dispatch(
     }
 }
 
-/// Takes over jobs whose lease expired, every half lease.
+/// Takes over jobs whose lease expired, every half lease and whenever
+/// another worker hands its jobs over.
 async fn reap(ctx: RunnerContext, queue: JobQueue) {
     let mut tick = tokio::time::interval((ctx.lease / 2).max(MIN_REAP_EVERY));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let handed_over = ctx.store.reap_wakeups();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = handed_over.notified() => {}
             _ = ctx.cancel.cancelled() => return,
         }
         let now = ctx.clock.now_ms();

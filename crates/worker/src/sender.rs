@@ -553,7 +553,33 @@ struct LaneLease {
 /// Takes the job's delivery lease for a new lane; `None` when another lane
 /// (of any worker) holds it, after announcing the job so that its holder
 /// picks up what this worker committed.
-async fn acquire_lease(inner: &Inner, job_id: &str) -> Option<LaneLease> {
+///
+/// A lease taken over from another lane (one that ended, or a dead
+/// worker's) may come with earlier deliveries still pending: they are
+/// loaded into the lane before it sends anything, so that order holds.
+async fn acquire_lease(inner: &Arc<Inner>, job_id: &str) -> Option<LaneLease> {
+    let lease = try_acquire_lease(inner, job_id).await?;
+    match inner.store.pending_for_job(job_id).await {
+        Ok(rows) => Outbox {
+            inner: inner.clone(),
+        }
+        .enqueue_all(
+            rows.into_iter()
+                .map(|r| QueuedDelivery::from_row(r, false))
+                .collect(),
+            false,
+            None,
+        ),
+        Err(e) => {
+            tracing::warn!(%job_id, error = ?e, "failed to load a job's pending deliveries; giving its lease back");
+            let _ = inner.store.release_lane(job_id, &lease.id).await;
+            return None;
+        }
+    }
+    Some(lease)
+}
+
+async fn try_acquire_lease(inner: &Inner, job_id: &str) -> Option<LaneLease> {
     let id = format!(
         "{}#{}",
         inner.config.owner,

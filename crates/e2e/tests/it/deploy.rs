@@ -134,6 +134,7 @@ fn compose_services_use_only_flags_the_binaries_read() {
             "WEBHOOK_SECRET",
             "WORKER_LISTEN",
             "WORKER_DATA_DIR",
+            "WORKER_STORE",
             "WORKER_CALLBACK_ALLOW",
         ],
     );
@@ -155,7 +156,7 @@ fn only_the_api_and_read_only_media_are_published_and_webhooks_stay_internal() {
             .iter()
             .all(|v| v.ends_with(":ro"))
     );
-    for name in ["worker", "postgres", "media"] {
+    for name in ["worker", "worker-db", "postgres", "media"] {
         assert!(
             service(&c, name)["ports"].is_null(),
             "{name} must not be published"
@@ -208,9 +209,30 @@ fn every_service_has_a_health_check_and_the_api_waits_for_healthy_dependencies()
         !service(&c, "postgres")["volumes"].is_null(),
         "postgres keeps its data"
     );
+    // The workers keep jobs and their outbox in the compose PostgreSQL, in
+    // a database of their own, and wait for it.
+    let worker = service(&c, "worker");
+    let store = worker["environment"]["WORKER_STORE"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
-        !service(&c, "worker")["volumes"].is_null(),
-        "the worker keeps its outbox"
+        store.starts_with("postgres://") && store.ends_with("@postgres:5432/worker"),
+        "the workers' store is their own database on the compose PostgreSQL: {store}"
+    );
+    assert_ne!(
+        service(&c, "api")["environment"]["DATABASE_URL"].as_str(),
+        Some(store),
+        "never the API's database"
+    );
+    assert_eq!(
+        worker["depends_on"]["worker-db"]["condition"],
+        "service_completed_successfully"
+    );
+    assert!(
+        worker["deploy"]["replicas"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "the worker runs as a fleet"
     );
 }
 

@@ -51,6 +51,10 @@ pub const PG_SCHEMA: &str = "clipping_worker";
 /// one released back to the queue), to wake idle workers' dispatchers.
 pub const JOBS_CHANNEL: &str = "clipping_worker_jobs";
 
+/// The payload on [`JOBS_CHANNEL`] that asks every worker's reaper to look
+/// for expired job leases now (a worker handing its jobs over).
+pub const REAP_PAYLOAD: &str = "reap";
+
 /// The PostgreSQL notification channel that names a job whose pending
 /// deliveries need a lane: its holder reloads them, or, when nobody holds
 /// the job's delivery lease, a worker's sweep takes it.
@@ -154,6 +158,8 @@ pub struct Store {
     job_wakeups: Arc<Notify>,
     /// Jobs announced on [`DELIVERIES_CHANNEL`], for the sender.
     lane_wakeups: Arc<LaneWakeups>,
+    /// Woken when another worker handed its jobs over, for the reaper.
+    reap_wakeups: Arc<Notify>,
 }
 
 /// Job ids announced as having deliveries to take up, collected until the
@@ -291,6 +297,7 @@ impl Store {
         let tasks = service::BackgroundTasks::new();
         let job_wakeups = Arc::new(Notify::new());
         let lane_wakeups = Arc::new(LaneWakeups::default());
+        let reap_wakeups = Arc::new(Notify::new());
         tasks.spawn(
             "event writer",
             run_event_writer(backend.clone(), rx, tasks.token()),
@@ -304,6 +311,7 @@ impl Store {
                     "notification listener",
                     p.clone().run_listener(
                         job_wakeups.clone(),
+                        reap_wakeups.clone(),
                         lane_wakeups.clone(),
                         tasks.token(),
                     ),
@@ -316,6 +324,7 @@ impl Store {
             tasks,
             job_wakeups,
             lane_wakeups,
+            reap_wakeups,
         }
     }
 
@@ -323,6 +332,12 @@ impl Store {
     /// [`crate::jobs`]).
     pub fn job_wakeups(&self) -> Arc<Notify> {
         self.job_wakeups.clone()
+    }
+
+    /// Woken when another worker hands its jobs over (see
+    /// [`Store::abandon_jobs`]), so the reaper looks at once.
+    pub fn reap_wakeups(&self) -> Arc<Notify> {
+        self.reap_wakeups.clone()
     }
 
     /// Whether other workers may share this store (PostgreSQL), so that

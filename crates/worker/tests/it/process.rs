@@ -52,6 +52,17 @@ fn command(args: &[&str]) -> Command {
 /// Starts `serve` on `store` with test settings: `stage_ms` per simulated
 /// stage, and `extra` flags.
 async fn spawn_worker(store: &TestStore, stage_ms: u64, extra: &[&str]) -> WorkerProcess {
+    spawn_named_worker(store, stage_ms, extra, None).await
+}
+
+/// As [`spawn_worker`]; `host` becomes the host name the worker's lease
+/// owner id starts with, so a test can tell the workers' leases apart.
+async fn spawn_named_worker(
+    store: &TestStore,
+    stage_ms: u64,
+    extra: &[&str],
+    host: Option<&str>,
+) -> WorkerProcess {
     let port = free_port();
     let stage_ms = stage_ms.to_string();
     let listen = format!("127.0.0.1:{port}");
@@ -81,7 +92,11 @@ async fn spawn_worker(store: &TestStore, stage_ms: u64, extra: &[&str]) -> Worke
         &stage_ms,
     ];
     args.extend_from_slice(extra);
-    let child = command(&args)
+    let mut cmd = command(&args);
+    if let Some(host) = host {
+        cmd.env("HOSTNAME", host);
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
@@ -551,6 +566,179 @@ async fn migrate_creates_the_store_that_the_ledger_commands_then_read() {
             String::from_utf8_lossy(&after.stderr)
         );
         assert!(after.stdout.is_empty(), "{kind:?}: an empty ledger");
+    }
+}
+
+/// Three worker processes on one PostgreSQL store take 60 jobs, submitted
+/// round-robin; the receiver refuses every delivery's first attempt, so
+/// deliveries are pending all along. One worker is SIGKILLed while it runs
+/// jobs and holds deliveries. The others settle everything: every job ends
+/// with exactly one terminal event; each job's events arrive in `sequence`
+/// order, with no gap but superseded progress; each job started once (no
+/// job ran on two workers); a `webhook-id` seen twice carries the same body.
+#[tokio::test]
+async fn a_fleet_loses_a_worker_and_every_job_still_ends_once_in_order() {
+    let store = TestStore::new(StoreKind::Postgres).await;
+    let mut rx = Receiver::start(|r| Reply::status(if r.attempt == 1 { 500 } else { 200 })).await;
+    let flags = [
+        "--job-lease-ms",
+        "600",
+        "--max-concurrent-jobs",
+        "4",
+        "--retry-schedule",
+        "0,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms,30ms",
+    ];
+    let mut workers = Vec::new();
+    for host in ["fleet0", "fleet1", "fleet2"] {
+        workers.push(spawn_named_worker(&store, 150, &flags, Some(host)).await);
+    }
+    let db = sqlx::PgPool::connect(&store.url_arg()).await.unwrap();
+    let mut jobs = Vec::new();
+    for i in 0..60 {
+        let w = &workers[i % 3];
+        jobs.push(
+            w.submit(job(
+                &format!("https://youtube.com/watch?v=f{i}"),
+                &rx.url("/f"),
+                2,
+            ))
+            .await,
+        );
+    }
+    // Kill the first worker once it runs jobs and holds deliveries (the
+    // store says whose leases are whose).
+    let deadline = Instant::now() + T;
+    loop {
+        let (running, lanes): (i64, i64) = sqlx::query_as(
+            "SELECT
+                 count(*) FILTER (WHERE lease_owner LIKE 'fleet0-%'
+                                  AND state NOT IN ('queued', 'completed', 'failed')),
+                 count(*) FILTER (WHERE delivery_owner LIKE 'fleet0-%')
+             FROM clipping_worker.jobs",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if running > 0 && lanes > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first worker never got busy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let victim = workers.remove(0);
+    victim.kill().await;
+    db.close().await;
+    let mut got: Vec<Received> = Vec::new();
+
+    let terminal = |got: &[Received]| {
+        got.iter()
+            .filter(|r| r.ok() && r.payload().event.is_terminal())
+            .map(|r| r.payload().job_id.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while terminal(&got) < jobs.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        got.push(rx.next(left).await);
+    }
+    // Everything settled: nothing pending in the store any more.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ledger = loop {
+        let flags = store_flags(&store);
+        let mut args = vec!["webhooks", "list", "--json"];
+        args.extend(flags.iter().map(String::as_str));
+        let out = command(&args).output().await.unwrap();
+        assert!(out.status.success());
+        let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if rows.iter().all(|d| d["status"] != "pending") {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "deliveries still pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    got.extend(rx.drain_now());
+
+    let mut bodies = std::collections::HashMap::new();
+    for r in &got {
+        if let Some(prev) = bodies.insert(r.webhook_id().to_owned(), r.body.clone()) {
+            assert_eq!(prev, r.body, "a repeated webhook-id carries the same body");
+        }
+    }
+    let mut taken_over = 0;
+    for job_id in &jobs {
+        // First accepted arrival of each webhook-id, in arrival order.
+        let mut seen = std::collections::HashSet::new();
+        let accepted: Vec<&Received> = got
+            .iter()
+            .filter(|r| r.ok() && r.payload().job_id == *job_id)
+            .filter(|r| seen.insert(r.webhook_id().to_owned()))
+            .collect();
+        let events: Vec<Event> = accepted.iter().map(|r| r.payload().event).collect();
+        assert_eq!(
+            events.first(),
+            Some(&Event::Started),
+            "{job_id}: {events:?}"
+        );
+        assert_eq!(
+            events.iter().filter(|e| **e == Event::Started).count(),
+            1,
+            "{job_id} started once: {events:?}"
+        );
+        assert_eq!(
+            events.iter().filter(|e| e.is_terminal()).count(),
+            1,
+            "{job_id}: one terminal event: {events:?}"
+        );
+        assert!(
+            events.last().unwrap().is_terminal(),
+            "{job_id}: terminal last"
+        );
+        let seqs: Vec<u64> = accepted
+            .iter()
+            .map(|r| r.payload().sequence.unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{job_id}: in order: {seqs:?}"
+        );
+        for missing in (1..*seqs.last().unwrap()).filter(|s| !seqs.contains(s)) {
+            let row = ledger
+                .iter()
+                .find(|d| d["job_id"] == *job_id && d["sequence"] == missing)
+                .unwrap_or_else(|| panic!("{job_id}: no delivery for sequence {missing}"));
+            assert_eq!(row["event"], "job.progress", "{job_id}: a gap at {missing}");
+            assert_eq!(row["status"], "superseded", "{job_id}: a gap at {missing}");
+        }
+        let last = accepted.last().unwrap().payload();
+        if last.event == Event::Failed {
+            assert_eq!(
+                last.error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(" while ")
+                    .next(),
+                Some("Job interrupted: the worker running it stopped"),
+                "{job_id}"
+            );
+            taken_over += 1;
+        }
+    }
+    let errors: Vec<_> = got
+        .iter()
+        .filter(|r| r.ok() && r.payload().event == Event::Failed)
+        .map(|r| r.payload().error.clone())
+        .collect();
+    assert!(
+        taken_over > 0,
+        "the killed worker was running jobs: {errors:?}"
+    );
+    for w in workers {
+        w.kill().await;
     }
 }
 

@@ -302,11 +302,17 @@ impl Postgres {
     }
 
     pub(in crate::store) async fn abandon_jobs(&self, owner: &str) -> Result<(), sqlx::Error> {
+        // Wakes the other workers' reapers (the payload names no job).
         sqlx::query(
-            "UPDATE jobs SET lease_expires_at = 0
-             WHERE lease_owner = $1 AND state NOT IN ('completed', 'failed')",
+            "WITH abandoned AS (
+                 UPDATE jobs SET lease_expires_at = 0
+                 WHERE lease_owner = $1 AND state NOT IN ('completed', 'failed')
+                 RETURNING job_id)
+             SELECT pg_notify($2, $3) WHERE EXISTS (SELECT 1 FROM abandoned)",
         )
         .bind(owner)
+        .bind(crate::store::JOBS_CHANNEL)
+        .bind(crate::store::REAP_PAYLOAD)
         .execute(&self.pool)
         .await
         .map(|_| ())

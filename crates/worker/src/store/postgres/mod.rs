@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{DELIVERIES_CHANNEL, Durability, JOBS_CHANNEL, LaneWakeups, PG_SCHEMA};
+use super::{DELIVERIES_CHANNEL, Durability, JOBS_CHANNEL, LaneWakeups, PG_SCHEMA, REAP_PAYLOAD};
 
 mod deliveries;
 mod jobs;
@@ -100,6 +100,7 @@ impl Postgres {
     pub(super) async fn run_listener(
         self,
         jobs: Arc<Notify>,
+        reap: Arc<Notify>,
         lanes: Arc<LaneWakeups>,
         stop: CancellationToken,
     ) {
@@ -138,6 +139,9 @@ impl Postgres {
                     _ = stop.cancelled() => return,
                 };
                 match notification {
+                    Ok(n) if n.channel() == JOBS_CHANNEL && n.payload() == REAP_PAYLOAD => {
+                        reap.notify_one();
+                    }
                     Ok(n) if n.channel() == JOBS_CHANNEL => jobs.notify_one(),
                     Ok(n) if n.channel() == DELIVERIES_CHANNEL => {
                         lanes.push(n.payload().to_owned());
