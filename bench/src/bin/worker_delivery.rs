@@ -31,7 +31,20 @@
 //! progress event of the job overtook it while queued: never sent, by
 //! design) and lost (anything else; should be 0).
 //!
-//! Run: `cargo run --release -p bench --bin worker_delivery -- [--durability normal]`
+//! **Fleets** (`--postgres <server URL>`): the same runs with the store in a
+//! fresh PostgreSQL database on that server, shared by `--workers` workers
+//! in this process; job *i* is emitted and delivered through worker
+//! *i mod N* (each job's lane is held by that worker's sender, as when it
+//! runs the job). The database is dropped afterwards.
+//!
+//! **Claim and settle** (`--claim-jobs M`, after the runs above): M jobs are
+//! submitted over HTTP round-robin to the workers, which claim them,
+//! run them through the simulated engine with zero-length stages and
+//! deliver their events; the figure is M over the time until every job's
+//! terminal event has arrived.
+//!
+//! Run: `cargo run --release -p bench --bin worker_delivery -- [--durability normal]
+//! [--postgres postgres://… --workers 2] [--claim-jobs 2000]`
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,7 +59,7 @@ use worker::reporter::{Draft, Reporter, StepReport};
 use worker::store::{DeliveryFilter, DeliveryStatus, Durability, Inserted};
 use worker::{Application, ServeConfig};
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(about = "Webhook delivery throughput and latency of clipping-worker")]
 struct Args {
     /// Jobs emitting at once.
@@ -61,9 +74,23 @@ struct Args {
     /// The store's durability (the worker's `--durability`).
     #[arg(long, value_enum, default_value_t = Durability::Full)]
     durability: Durability,
+    /// Put the store in a fresh database on this PostgreSQL server (dropped
+    /// afterwards) instead of SQLite.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Workers sharing the store (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Jobs for the claim-and-settle run; 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    claim_jobs: usize,
 }
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One request at the receiver: its `webhook-id`, when it arrived, and
+/// whether it carried a terminal event.
+type Arrival = (String, Instant, bool);
 
 /// When each event was due, its call began and its row was committed.
 type Emitted = HashMap<String, (Instant, Instant, Instant)>;
@@ -86,13 +113,16 @@ struct RunResult {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
     let receiver = axum::Router::new().fallback(move |headers: HeaderMap| {
         let tx = tx.clone();
         async move {
             let at = Instant::now();
+            let terminal = headers
+                .get("x-webhook-event")
+                .is_some_and(|v| v == "job.completed" || v == "job.failed");
             if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-                let _ = tx.send((id.to_owned(), at));
+                let _ = tx.send((id.to_owned(), at, terminal));
             }
             "ok"
         }
@@ -101,45 +131,90 @@ async fn main() -> anyhow::Result<()> {
     let callback = format!("http://{}/webhooks/clipping", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
+    anyhow::ensure!(
+        args.workers >= 1 && (args.workers == 1 || args.postgres.is_some()),
+        "several workers need --postgres"
+    );
+    let database = match &args.postgres {
+        Some(server) => Some(FreshDatabase::create(server).await?),
+        None => None,
+    };
     let dir = tempfile::tempdir()?;
-    let mut config = ServeConfig::with_data_dir(dir.path());
-    config.webhook_secret = Some(signing::SecretSet::parse_list(SECRET)?);
-    config.allow_private_callbacks = true;
-    config.progress_interval_ms = 0;
-    config.sim_stage_ms = 0;
-    config.durability = args.durability;
-    let app = Application::build(config).await?;
-    let state = app.state().clone();
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let mut states = Vec::new();
+    let mut servers = Vec::new();
+    for w in 0..args.workers {
+        let mut config = ServeConfig::with_data_dir(dir.path().join(format!("w{w}")));
+        config.webhook_secret = Some(signing::SecretSet::parse_list(SECRET)?);
+        config.allow_private_callbacks = true;
+        config.progress_interval_ms = 0;
+        config.sim_stage_ms = 0;
+        config.durability = args.durability;
+        config.max_concurrent_jobs = 16;
+        if let Some(db) = &database {
+            config.store = db.url.parse().map_err(anyhow::Error::msg)?;
+        }
+        let app = Application::build(config).await?;
+        states.push((app.port(), app.state().clone()));
+        servers.push(tokio::spawn(app.run_until_stopped(stop.clone())));
+    }
+    let ports: Vec<u16> = states.iter().map(|(p, _)| *p).collect();
+    let states: Vec<worker::AppState> = states.into_iter().map(|(_, s)| s).collect();
 
     let warmup = Args {
         jobs: args.jobs.div_ceil(5),
         events_per_job: args.events_per_job.min(20),
+        postgres: None,
         ..args
     };
     let mut results = Vec::new();
     for (name, rate) in [("burst", None), ("paced", Some(args.paced_rate))] {
         run(
             &format!("warmup-{name}"),
-            &state,
+            &states,
             &callback,
             &warmup,
             rate,
             &mut rx,
         )
         .await?;
-        let r = run(name, &state, &callback, &args, rate, &mut rx).await?;
+        let r = run(name, &states, &callback, &args, rate, &mut rx).await?;
         results.push(r);
     }
+    let claimed = if args.claim_jobs > 0 {
+        Some(claim_and_settle(&ports, &callback, args.claim_jobs, &mut rx).await?)
+    } else {
+        None
+    };
     stop.cancel();
-    server.await??;
+    for server in servers {
+        server.await??;
+    }
+    if let Some(db) = database {
+        db.drop().await?;
+    }
 
     println!();
     println!(
-        "durability {:?}; {} jobs x {} events; paced at {} events/s",
-        args.durability, args.jobs, args.events_per_job, args.paced_rate
+        "store {}, {} worker(s); durability {:?}; {} jobs x {} events; paced at {} events/s",
+        if args.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+        args.workers,
+        args.durability,
+        args.jobs,
+        args.events_per_job,
+        args.paced_rate
     );
+    if let Some((jobs, wall)) = claimed {
+        println!(
+            "claim and settle: {jobs} jobs (simulated engine, zero-length stages) in {:.0} ms: {:.0} jobs/s",
+            wall.as_secs_f64() * 1000.0,
+            jobs as f64 / wall.as_secs_f64()
+        );
+    }
     println!(
         "| run | events | delivered / superseded / lost | wall | deliveries/s | p50/p99 from call | p50/p99 from schedule | p50/p99 from commit |"
     );
@@ -187,11 +262,11 @@ fn pct(v: &[Duration]) -> String {
 
 async fn run(
     name: &str,
-    state: &worker::AppState,
+    states: &[worker::AppState],
     callback: &str,
     args: &Args,
     rate: Option<u64>,
-    rx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+    rx: &mut mpsc::UnboundedReceiver<Arrival>,
 ) -> anyhow::Result<RunResult> {
     // Create the jobs directly in the store, held by the benchmark: it
     // drives their reporters itself, so no dispatcher may claim them.
@@ -201,24 +276,25 @@ async fn run(
         req.callback_url = Some(callback.to_owned());
         req.owner_user_id = Some("user_bench".into());
         let job_id = format!("{name}-{i:03}");
+        let state = &states[i % states.len()];
         match state
             .store
             .insert_held_job(&job_id, &req, "bench", i64::MAX)
             .await?
         {
-            Inserted::Created(row) => rows.push(row),
+            Inserted::Created(row) => rows.push((row, state.clone())),
             Inserted::Existing(_) => anyhow::bail!("job {job_id} exists"),
         }
     }
     let job_ids: std::collections::HashSet<String> =
-        rows.iter().map(|r| r.job_id.clone()).collect();
+        rows.iter().map(|(r, _)| r.job_id.clone()).collect();
     // Per job, one event every `gap` in the paced run.
     let gap = rate.map(|r| Duration::from_secs_f64(args.jobs as f64 / r as f64));
     let n = args.events_per_job;
     let jobs = args.jobs as u32;
     let began = Instant::now();
     let mut tasks = Vec::new();
-    for (i, row) in rows.into_iter().enumerate() {
+    for (i, (row, state)) in rows.into_iter().enumerate() {
         let mut reporter = Reporter::for_job(state.store.clone(), state.outbox.clone(), &row);
         tasks.push(tokio::spawn(async move {
             let mut emitted = Emitted::new();
@@ -268,6 +344,7 @@ async fn run(
         status: Some(DeliveryStatus::Pending),
         ..DeliveryFilter::default()
     };
+    let state = &states[0];
     while state
         .store
         .list_deliveries(&pending)
@@ -297,7 +374,7 @@ async fn run(
     let mut from_schedule = Vec::new();
     let mut from_call = Vec::new();
     let mut from_commit = Vec::new();
-    while let Ok((id, at)) = rx.try_recv() {
+    while let Ok((id, at, _)) = rx.try_recv() {
         if let Some((due, t0, t1)) = emitted.get(&id) {
             last_arrival = last_arrival.max(at);
             from_schedule.push(at.saturating_duration_since(*due));
@@ -319,6 +396,88 @@ async fn run(
         from_call,
         from_commit,
     })
+}
+
+/// Submits `jobs` jobs over HTTP, round-robin to the workers on `ports`,
+/// and waits until every job's terminal event has arrived; returns how many
+/// and how long it took from the first submission.
+async fn claim_and_settle(
+    ports: &[u16],
+    callback: &str,
+    jobs: usize,
+    rx: &mut mpsc::UnboundedReceiver<Arrival>,
+) -> anyhow::Result<(usize, Duration)> {
+    while rx.try_recv().is_ok() {}
+    let client = reqwest::Client::new();
+    let began = Instant::now();
+    for i in 0..jobs {
+        let port = ports[i % ports.len()];
+        let mut req = ClippingJobRequest::new(format!("sim://bench/{i}"));
+        req.callback_url = Some(callback.to_owned());
+        req.max_clips = 1;
+        client
+            .post(format!("http://127.0.0.1:{port}/ai-clipping/jobs"))
+            .json(&req)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    // One terminal event per job; a repeat (at least once) has its id.
+    let mut terminal = std::collections::HashSet::new();
+    let mut last = began;
+    while terminal.len() < jobs {
+        let (id, at, is_terminal) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .context("jobs unsettled after a minute without a terminal event")?
+            .context("the receiver stopped")?;
+        if is_terminal && terminal.insert(id) {
+            last = at;
+        }
+    }
+    Ok((jobs, last - began))
+}
+
+/// A fresh database on a PostgreSQL server, for one run.
+struct FreshDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    async fn create(server: &str) -> anyhow::Result<FreshDatabase> {
+        use sqlx::Connection as _;
+        let name = format!("worker_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(server)
+            .await
+            .context("failed to reach --postgres")?;
+        sqlx::Executor::execute(
+            &mut admin,
+            sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+        )
+        .await?;
+        let mut url = url::Url::parse(server)?;
+        url.set_path(&format!("/{name}"));
+        Ok(FreshDatabase {
+            server: server.to_owned(),
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        use sqlx::Connection as _;
+        let mut admin = sqlx::PgConnection::connect(&self.server).await?;
+        sqlx::Executor::execute(
+            &mut admin,
+            sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )),
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// A small but complete output, as job.completed carries.
