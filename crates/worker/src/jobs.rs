@@ -114,7 +114,7 @@ impl JobQueue {
 /// settled now (its leases are stale by definition); on PostgreSQL other
 /// workers may be running, so only expired leases are, by the reaper.
 pub async fn recover(ctx: &RunnerContext, queue: &JobQueue) -> anyhow::Result<()> {
-    if ctx.store.kind() != "sqlite" {
+    if ctx.store.is_shared() {
         return Ok(());
     }
     let held = ctx

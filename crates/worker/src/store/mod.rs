@@ -347,14 +347,6 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
-    /// Which implementation this is, for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
-    }
-
     /// Whether the store answers (readiness).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         on_backend!(&self.backend, b => b.ping().await)
