@@ -338,7 +338,7 @@ impl Hub {
 
     /// Holds a LISTEN connection, reconnecting after failures.
     async fn listen(self: Arc<Self>, pool: PgPool, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0;
         loop {
             let connected = async {
                 let mut l = PgListener::connect_with(&pool).await?;
@@ -354,14 +354,14 @@ impl Hub {
                         tracing::warn!(error = %e, "LISTEN connection failed; retrying");
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(LISTEN_RETRY.delay(failures)) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        failures = failures.saturating_add(1);
                         continue;
                     }
                 },
             };
-            backoff = Duration::from_millis(100);
+            failures = 0;
             // Whatever was notified while we were not listening is lost.
             self.mark_all_dirty();
             loop {
@@ -387,6 +387,10 @@ impl Hub {
         }
     }
 }
+
+/// Reconnecting a lost LISTEN connection: 100 ms doubling up to 5 s.
+const LISTEN_RETRY: service::backoff::Exponential =
+    service::backoff::Exponential::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// `"{user}:{event_id}"`, comma separated (one per user of a batch) → the
 /// users; `None` for anything else (`*` included): read everyone.

@@ -60,8 +60,8 @@ enum Attempt {
 /// with "equal jitter" (half fixed, half random) so that many jobs failing
 /// together do not retry together.
 pub fn backoff(base: Duration, max: Duration, attempts: i32) -> Duration {
-    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-    let full = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let failures = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0);
+    let full = service::backoff::Exponential::new(base, max).delay(failures);
     let half = full / 2;
     half + half.mul_f64(rand::rng().random::<f64>())
 }

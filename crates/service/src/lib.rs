@@ -1,11 +1,13 @@
 //! The plumbing both services share, so that a reader who knows one service
 //! recognises the other: the shutdown signal, log and metrics set-up, the
 //! `healthcheck` sub-command, the tracker that stops and awaits background
-//! tasks, the one way a command-line failure is reported, and the
+//! tasks, the one way a command-line failure is reported, the one
+//! exponential backoff for retries outside the delivery schedule, and the
 //! documentation page at `/docs/`.
 //!
 //! Nothing here knows about clipping jobs, webhooks or storage.
 
+pub mod backoff;
 pub mod docs;
 pub mod health;
 pub mod report;

@@ -315,7 +315,7 @@ impl Reporter {
     /// worker shuts down or loses the job's lease; the job is then failed by
     /// whoever takes the lease over.
     pub async fn finish(&mut self, draft: Draft, cancel: &CancellationToken) {
-        let mut delay = Duration::from_millis(100);
+        let mut failures = 0;
         loop {
             match self.emit(draft.clone()).await {
                 Ok(_) => return,
@@ -332,13 +332,17 @@ impl Reporter {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(TERMINAL_RETRY.delay(failures)) => {}
                 _ = cancel.cancelled() => return,
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
+            failures = failures.saturating_add(1);
         }
     }
 }
+
+/// Retrying a terminal event the store refused: 100 ms doubling up to 5 s.
+const TERMINAL_RETRY: service::backoff::Exponential =
+    service::backoff::Exponential::new(Duration::from_millis(100), Duration::from_secs(5));
 
 fn clamp_progress(p: f64) -> f64 {
     if p.is_finite() {

@@ -250,9 +250,7 @@ struct DownOrigin {
 
 /// The delay before the probe after `failed_probes` failed ones.
 fn probe_delay(failed_probes: u32, retry_after: Option<Duration>) -> Duration {
-    let backoff = PROBE_FIRST
-        .saturating_mul(1u32 << failed_probes.min(16))
-        .min(PROBE_MAX);
+    let backoff = service::backoff::Exponential::new(PROBE_FIRST, PROBE_MAX).delay(failed_probes);
     backoff.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
 }
 
