@@ -250,7 +250,15 @@ async fn a_worker_that_shuts_down_hands_its_running_job_over_at_once(kind: Store
         .await;
     assert_eq!(rx.next(T).await.payload().event, Event::Started);
     // Started after A claimed the job: A holds it.
-    let b = spawn_app_on(&ts, |c| c.job_lease_ms = 30_000).await;
+    // A short fallback poll: when A's release of the job's delivery lease
+    // and B's announcement cross, B's lane waits for that poll (a known
+    // race, see ARCHITECTURE.md), which at the default 5 s would eat most of
+    // the test's 10 s.
+    let b = spawn_app_on(&ts, |c| {
+        c.job_lease_ms = 30_000;
+        c.queue_poll_ms = 200;
+    })
+    .await;
     a.stop().await;
     let got = rx.until_terminal(&job_id, T).await;
     let failed = got.last().unwrap().payload();
