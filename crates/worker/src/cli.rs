@@ -134,13 +134,13 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 
 /// `clipping-worker migrate`.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    Store::migrate(&args.store, &args.data_dir).await?;
-    println!("the worker store {} is up to date", args.store);
+    Store::migrate(&args.store.store, &args.store.data_dir).await?;
+    println!("the worker store {} is up to date", args.store.store);
     Ok(())
 }
 
 async fn print_list(args: ListArgs) -> anyhow::Result<()> {
-    let store = Store::open_existing(&args.store, &args.data_dir).await?;
+    let store = Store::open_existing(&args.store.store, &args.store.data_dir).await?;
     let rows = store
         .list_deliveries(&DeliveryFilter {
             status: args.status,
@@ -185,7 +185,7 @@ async fn print_list(args: ListArgs) -> anyhow::Result<()> {
 
 /// `clipping-worker webhooks redeliver`.
 pub async fn redeliver(args: RedeliverArgs) -> anyhow::Result<()> {
-    let store = Store::open_existing(&args.store, &args.data_dir).await?;
+    let store = Store::open_existing(&args.store.store, &args.store.data_dir).await?;
     let row = store
         .requeue_delivery(&args.delivery_id, true)
         .await
@@ -199,9 +199,9 @@ pub async fn redeliver(args: RedeliverArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        None => match args.store.sqlite_file(&args.data_dir) {
+        None => match args.store.store.sqlite_file(&args.store.data_dir) {
             Some(file) => anyhow::bail!("no delivery {} in {}", args.delivery_id, file.display()),
-            None => anyhow::bail!("no delivery {} in {}", args.delivery_id, args.store),
+            None => anyhow::bail!("no delivery {} in {}", args.delivery_id, args.store.store),
         },
     }
 }

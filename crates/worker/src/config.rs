@@ -428,17 +428,9 @@ pub struct ListArgs {
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Directory of the worker's store.
-    #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
-    pub data_dir: PathBuf,
-    /// The worker's store, as `serve --store` names it.
-    #[arg(
-        long,
-        env = "WORKER_STORE",
-        default_value = "sqlite",
-        hide_env_values = true
-    )]
-    pub store: StoreUrl,
+    /// Which store to read.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Arguments of `webhooks redeliver`.
@@ -446,22 +438,23 @@ pub struct ListArgs {
 pub struct RedeliverArgs {
     /// The delivery (its `msg_…` webhook id).
     pub delivery_id: String,
-    /// Directory of the worker's store.
-    #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
-    pub data_dir: PathBuf,
-    /// The worker's store, as `serve --store` names it.
-    #[arg(
-        long,
-        env = "WORKER_STORE",
-        default_value = "sqlite",
-        hide_env_values = true
-    )]
-    pub store: StoreUrl,
+    /// Which store to read.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Arguments of `clipping-worker migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    /// Which store to create or bring up to date.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The store a sub-command other than `serve` works on, named as `serve`
+/// names it.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
     /// Directory of the worker's store, when it is `sqlite`.
     #[arg(long, env = "WORKER_DATA_DIR", default_value = "./data/worker")]
     pub data_dir: PathBuf,
