@@ -273,7 +273,9 @@ async fn a_delivery_can_be_redelivered_with_the_same_webhook_id(kind: StoreKind)
         .await;
     let got = rx.until_terminal(&job_id, T).await;
     let completed = got.last().unwrap().clone();
-    app.wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] == "delivered"))
+    // Settled: a progress event overtaken while queued ends `superseded`,
+    // never `delivered`, so "nothing pending" is the state to wait for.
+    app.wait_for_ledger(&job_id, T, |l| l.iter().all(|d| d["status"] != "pending"))
         .await;
 
     let r = app.redeliver(completed.webhook_id()).await;
